@@ -1,0 +1,112 @@
+"""python -m etl {synthetic,download,prepare,transform} ..."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import UserError
+from .readers import FORMATS, ColumnNames
+
+
+def _add_columns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--user-col", default="userId", help="user id column of a generic CSV/parquet")
+    p.add_argument("--item-col", default="movieId", help="item id column of a generic CSV/parquet")
+    p.add_argument("--timestamp-col", default="timestamp")
+    p.add_argument("--rating-col", default="rating", help="optional; every row is a positive without it")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m etl", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synthetic", help="write MovieLens-like ratings (ml-20m ratings.csv layout)")
+    p.add_argument("--output", required=True, help="ratings.csv or a .parquet file")
+    p.add_argument("--users", type=int, default=6040)
+    p.add_argument("--items", type=int, default=3700)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--genres", type=int, default=18)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("download", help="fetch an official MovieLens zip")
+    p.add_argument("name", choices=("ml-100k", "ml-1m", "ml-20m", "ml-25m"))
+    p.add_argument("--dest", default="data/raw")
+
+    p = sub.add_parser("prepare", help="raw ratings -> train/test parquet + feature_spec.yaml + workflow")
+    p.add_argument("--input", required=True, help="MovieLens zip/folder/file, or any CSV/parquet")
+    p.add_argument("--output", required=True, help="DATA_DIR to create")
+    p.add_argument("--workflow-dir", help="where to save the fitted workflow (default workflows/<output name>)")
+    p.add_argument("--negatives", type=int, default=100, help="verified negatives per test series")
+    p.add_argument("--min-rating", type=float, help="keep ratings >= R as positives (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--partitions", type=int, help="train/test partitions (default: a multiple of 8)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="start a local Dask cluster with N workers")
+    where.add_argument("--scheduler", help="address of a running Dask scheduler")
+    _add_columns(p)
+
+    p = sub.add_parser("transform", help="apply a saved workflow to new raw data (no refit)")
+    p.add_argument("--workflow", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    _add_columns(p)
+    return top
+
+
+def _columns(args) -> ColumnNames:
+    return ColumnNames(args.user_col, args.item_col, args.timestamp_col, args.rating_col or None)
+
+
+def run(args) -> None:
+    if args.command == "synthetic":
+        from tqdm import tqdm
+
+        from .synthetic import generate
+
+        with tqdm(total=args.rows, unit="rows", unit_scale=True, desc="synthetic", file=sys.stderr) as bar:
+            rows = generate(args.output, args.users, args.items, args.rows, args.seed, args.genres, bar.update)
+        print(json.dumps({"output": args.output, "rows": rows}))
+    elif args.command == "download":
+        from .download import download
+
+        print(download(args.name, args.dest))
+    elif args.command == "prepare":
+        from .prepare import PrepareConfig, prepare
+
+        cfg = PrepareConfig(
+            input=args.input, output=args.output, format=args.format, workflow_dir=args.workflow_dir,
+            negatives=args.negatives, min_rating=args.min_rating, seed=args.seed, device=args.device,
+            workers=args.workers, scheduler=args.scheduler, partitions=args.partitions,
+            columns=_columns(args), overwrite=args.overwrite, quiet=args.quiet,
+        )
+        print(json.dumps(prepare(cfg)))
+    else:
+        from .transform import transform
+
+        print(json.dumps(transform(args.workflow, args.input, args.output, args.format, _columns(args),
+                                   args.device, args.overwrite, args.quiet)))
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (UnicodeDecodeError, OSError) as exc:  # unreadable bytes or files deep inside a reader
+        print(f"error: cannot read input: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # pandas/pyarrow parse errors surfacing from Dask tasks
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: cannot parse input: {first}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""DeepLearningExamples' FeatureSpec: the contract between the ETL and training.
+
+A feature_spec.yaml has four sections (see feature_specs/ for annotated examples):
+feature_spec (name -> dtype, cardinality), source_spec (mapping -> chunks of files),
+channel_spec (role -> feature names) and metadata. Paths are relative to the yaml.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .atomic import atomic_file
+from .errors import UserError
+
+CHUNK_TYPES = ("parquet", "csv")
+REQUIRED_CHANNELS = ("user_ch", "item_ch", "label_ch")
+
+
+@dataclass
+class FeatureSpec:
+    feature_spec: dict
+    source_spec: dict
+    channel_spec: dict
+    metadata: dict = field(default_factory=dict)
+    base_directory: Path = Path(".")
+
+    # ---- reading and writing -------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path) -> "FeatureSpec":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "feature_spec.yaml"
+        if not path.is_file():
+            raise UserError(f"feature spec {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise UserError(f"feature spec {path} is not valid YAML: {str(exc).splitlines()[0]}")
+        if not isinstance(raw, dict):
+            raise UserError(f"feature spec {path} is not a mapping of sections")
+        for section in ("feature_spec", "source_spec", "channel_spec"):
+            if not isinstance(raw.get(section), dict):
+                raise UserError(f"feature spec {path}: section '{section}' is missing")
+        spec = cls(
+            feature_spec=raw["feature_spec"],
+            source_spec=raw["source_spec"],
+            channel_spec=raw["channel_spec"],
+            metadata=raw.get("metadata") or {},
+            base_directory=path.parent,
+        )
+        spec.validate()
+        return spec
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(
+            {
+                "feature_spec": self.feature_spec,
+                "source_spec": self.source_spec,
+                "channel_spec": self.channel_spec,
+                "metadata": self.metadata,
+            }
+        )
+
+    def to_yaml(self, path) -> None:
+        with atomic_file(Path(path)) as tmp:
+            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    # ---- validation ----------------------------------------------------------------
+    def validate(self, mappings=("train", "test")) -> None:
+        """Check the structure and that every referenced file exists; name the bad field."""
+        for name, props in self.feature_spec.items():
+            if not isinstance(props, dict) or "dtype" not in props:
+                raise UserError(f"feature_spec.{name}: needs a 'dtype'")
+        for channel in REQUIRED_CHANNELS:
+            features = self.channel_spec.get(channel)
+            if not features:
+                raise UserError(f"channel_spec.{channel} is missing or empty")
+            for feature in features:
+                if feature not in self.feature_spec:
+                    raise UserError(f"channel_spec.{channel}: unknown feature '{feature}'")
+        for channel in ("user_ch", "item_ch"):
+            feature = self.channel_spec[channel][0]
+            if not isinstance(self.feature_spec[feature].get("cardinality"), int):
+                raise UserError(f"feature_spec.{feature}: needs an integer 'cardinality'")
+        for mapping in mappings:
+            self._validate_mapping(mapping)
+        if "test" in mappings and self.samples_per_series < 2:
+            raise UserError("metadata.test_samples_per_series must be at least 2")
+
+    def _validate_mapping(self, mapping: str) -> None:
+        chunks = self.source_spec.get(mapping)
+        if not chunks:
+            raise UserError(f"source_spec.{mapping} is missing or empty")
+        seen = set()
+        for i, chunk in enumerate(chunks):
+            where = f"source_spec.{mapping}[{i}]"
+            if chunk.get("type") not in CHUNK_TYPES:
+                raise UserError(f"{where}.type must be one of {CHUNK_TYPES}, got {chunk.get('type')!r}")
+            for feature in chunk.get("features") or []:
+                if feature not in self.feature_spec:
+                    raise UserError(f"{where}.features: unknown feature '{feature}'")
+                seen.add(feature)
+            if not chunk.get("files"):
+                raise UserError(f"{where}.files is missing or empty")
+            for f in chunk["files"]:
+                if not (self.base_directory / f).is_file():
+                    raise UserError(f"{where}.files: {self.base_directory / f} does not exist")
+        for channel in REQUIRED_CHANNELS:
+            feature = self.channel_spec[channel][0]
+            if feature not in seen:
+                raise UserError(f"source_spec.{mapping} has no chunk with feature '{feature}' ({channel})")
+
+    # ---- accessors -----------------------------------------------------------------
+    def channel_feature(self, channel: str) -> str:
+        return self.channel_spec[channel][0]
+
+    @property
+    def user_feature(self) -> str:
+        return self.channel_feature("user_ch")
+
+    @property
+    def item_feature(self) -> str:
+        return self.channel_feature("item_ch")
+
+    @property
+    def label_feature(self) -> str:
+        return self.channel_feature("label_ch")
+
+    @property
+    def user_cardinality(self) -> int:
+        return int(self.feature_spec[self.user_feature]["cardinality"])
+
+    @property
+    def item_cardinality(self) -> int:
+        return int(self.feature_spec[self.item_feature]["cardinality"])
+
+    @property
+    def samples_per_series(self) -> int:
+        return int(self.metadata.get("test_samples_per_series", 0))
+
+    def chunks(self, mapping: str) -> list[dict]:
+        """The mapping's chunks with absolute file paths."""
+        return [
+            {**chunk, "files": [str(self.base_directory / f) for f in chunk["files"]]}
+            for chunk in self.source_spec[mapping]
+        ]
+
+    def single_chunk(self, mapping: str, features) -> dict | None:
+        """The one chunk holding all `features`, if the mapping is laid out that way."""
+        for chunk in self.chunks(mapping):
+            if set(features) <= set(chunk["features"]):
+                return chunk
+        return None
+
+    def read(self, mapping: str, features=None) -> pd.DataFrame:
+        """Load `features` of a mapping into memory: rows over files, columns over chunks."""
+        features = list(features or [self.user_feature, self.item_feature, self.label_feature])
+        columns = {}
+        for chunk in self.chunks(mapping):
+            wanted = [f for f in chunk["features"] if f in features and f not in columns]
+            if not wanted:
+                continue
+            parts = [read_chunk_file(chunk, f, wanted) for f in chunk["files"]]
+            frame = pd.concat(parts, ignore_index=True)
+            for name in wanted:
+                columns[name] = frame[name].to_numpy()
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise UserError(f"source_spec.{mapping}: chunks have different row counts {sorted(lengths)}")
+        missing = [f for f in features if f not in columns]
+        if missing:
+            raise UserError(f"source_spec.{mapping} has no chunk with feature(s) {missing}")
+        return pd.DataFrame(columns)[features]
+
+    def check_ids(self, frame: pd.DataFrame, mapping: str) -> None:
+        """Every id must index its embedding table: 0 <= id < cardinality."""
+        for feature, card in ((self.user_feature, self.user_cardinality), (self.item_feature, self.item_cardinality)):
+            if feature not in frame or len(frame) == 0:
+                continue
+            values = frame[feature].to_numpy()
+            if values.min() < 0 or values.max() >= card:
+                raise UserError(
+                    f"source_spec.{mapping}: {feature} ids span [{values.min()}, {values.max()}] "
+                    f"but feature_spec.{feature}.cardinality is {card}"
+                )
+
+
+def read_chunk_file(chunk: dict, path: str, columns) -> pd.DataFrame:
+    """Read one file of a chunk. CSV files may or may not carry a header row."""
+    features = chunk["features"]
+    try:
+        if chunk["type"] == "parquet":
+            frame = pd.read_parquet(path, columns=list(columns))
+        else:
+            header = 0 if csv_has_header(chunk, path) else None
+            frame = pd.read_csv(path, header=header, names=features, usecols=list(columns))
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    for name in columns:
+        if name in frame and frame[name].isna().any():
+            raise UserError(f"{path}: column '{name}' has empty or unparsable values")
+    return frame
+
+
+def csv_has_header(chunk: dict, path: str) -> bool:
+    with open(path) as handle:
+        return handle.readline().strip().split(",") == list(chunk["features"])
+
+
+def count_rows(chunk: dict, path: str) -> int:
+    if chunk["type"] == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    with open(path, "rb") as handle:
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b""))
+    return lines - int(csv_has_header(chunk, path))
+
+
+def encoded_spec(directory: Path, cardinalities: dict, folders: dict, samples_per_series: int | None = None):
+    """The spec of data our ETL wrote: user_id/item_id/label parquet, one chunk per mapping.
+
+    `folders` maps mapping names ("train", "test") to sub-folders of `directory`.
+    """
+    features = ["user_id", "item_id", "label"]
+    return FeatureSpec(
+        feature_spec={
+            "user_id": {"dtype": "torch.int64", "cardinality": cardinalities["user_id"]},
+            "item_id": {"dtype": "torch.int64", "cardinality": cardinalities["item_id"]},
+            "label": {"dtype": "torch.float32"},
+        },
+        source_spec={
+            mapping: [{"type": "parquet", "features": features,
+                       "files": sorted(f"{folder}/{p.name}" for p in (Path(directory) / folder).glob("*.parquet"))}]
+            for mapping, folder in folders.items()
+        },
+        channel_spec={"user_ch": ["user_id"], "item_ch": ["item_id"], "label_ch": ["label"]},
+        metadata={"test_samples_per_series": samples_per_series} if samples_per_series else {},
+        base_directory=Path(directory),
+    )

@@ -1,0 +1,127 @@
+"""Leave-latest-out split and verified test negatives for one user-complete partition.
+
+The partition holds every interaction of its users (the ETL shuffles by user first),
+so deduplication, the split and the negatives need no communication. Negatives come
+from a counter-based hash of (seed, user, round, slot): the result depends only on the
+data and the seed, never on how the data was partitioned or scheduled.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+from .workflow import FIRST_ID
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def dedup_and_split(users, items, timestamps):
+    """Drop repeated (user, item) pairs keeping the earliest, then hold out each user's latest.
+
+    Tie-break on the latest timestamp: the interaction with the largest encoded item index
+    (the least frequent item) is the test positive. Users with one interaction stay in train.
+    Returns (train_users, train_items, test_users, test_items, duplicates_dropped).
+    """
+    order = np.lexsort((timestamps, items, users))
+    users, items, timestamps = users[order], items[order], timestamps[order]
+    repeat = np.zeros(len(users), dtype=bool)
+    repeat[1:] = (users[1:] == users[:-1]) & (items[1:] == items[:-1])
+    users, items, timestamps = users[~repeat], items[~repeat], timestamps[~repeat]
+
+    order = np.lexsort((items, timestamps, users))
+    users, items = users[order], items[order]
+    new_user = np.ones(len(users), dtype=bool)
+    new_user[1:] = users[1:] != users[:-1]
+    last = np.ones(len(users), dtype=bool)
+    last[:-1] = new_user[1:]
+    held_out = last & ~new_user
+    return users[~held_out], items[~held_out], users[held_out], items[held_out], int(repeat.sum())
+
+
+def _mix(x):
+    """splitmix64 finaliser: a well-spread 64-bit hash of uint64 arrays (wrapping arithmetic)."""
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _candidates(seed: int, users, round_: int, width: int, cardinality: int):
+    with np.errstate(over="ignore"):
+        per_user = _mix(_mix(users.astype(np.uint64)) ^ np.uint64(seed))
+        slots = _mix(np.arange(width, dtype=np.uint64) + np.uint64(round_ << 32))
+        hashed = _mix(per_user[:, None] ^ slots[None, :])
+    return (FIRST_ID + hashed % np.uint64(cardinality - FIRST_ID)).astype(np.int64)
+
+
+def _first_occurrences(matrix):
+    """Mask of the first occurrence of each value in each row (column order)."""
+    order = np.argsort(matrix, axis=1, kind="stable")
+    ordered = np.take_along_axis(matrix, order, axis=1)
+    first = np.ones_like(ordered, dtype=bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    mask = np.empty_like(first)
+    np.put_along_axis(mask, order, first, axis=1)
+    return mask
+
+
+def sample_negatives(test_users, all_users, all_items, cardinality: int, n: int, seed: int, rounds: int = 3):
+    """`n` distinct items per test user that the user never interacted with.
+
+    Vectorised rejection sampling over widening candidate rows; the rare users left
+    after `rounds` (those who have seen most of the catalogue) are drawn exactly.
+    """
+    keys = np.sort(all_users.astype(np.int64) * cardinality + all_items)
+    known, seen = np.unique(all_users, return_counts=True)
+    available = (cardinality - FIRST_ID) - seen[np.searchsorted(known, test_users)]
+    if len(test_users) and available.min() < n:
+        worst = test_users[np.argmin(available)]
+        raise UserError(
+            f"user index {worst} has only {available.min()} items left to draw {n} test negatives from; "
+            f"lower --negatives"
+        )
+    result = np.zeros((len(test_users), n), dtype=np.int64)
+    pending = np.arange(len(test_users))
+    for round_ in range(rounds):
+        if pending.size == 0:
+            break
+        users = test_users[pending]
+        cand = _candidates(seed, users, round_, n * 2 ** (round_ + 1), cardinality)
+        queries = users[:, None].astype(np.int64) * cardinality + cand
+        pos = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
+        valid = (keys[pos] != queries) & _first_occurrences(cand)
+        enough = valid.sum(axis=1) >= n
+        rank = np.cumsum(valid, axis=1)
+        take = valid & (rank <= n) & enough[:, None]
+        result[pending[enough]] = cand[take].reshape(-1, n)
+        pending = pending[~enough]
+    for row in pending:  # exact draw for near-saturated users
+        user = test_users[row]
+        lo, hi = np.searchsorted(keys, [user * cardinality, (user + 1) * cardinality])
+        unseen = np.setdiff1d(np.arange(FIRST_ID, cardinality), keys[lo:hi] - user * cardinality)
+        result[row] = np.random.default_rng([seed, int(user)]).choice(unseen, n, replace=False)
+    return result
+
+
+def split_partition(df, item_cardinality: int, negatives: int, seed: int):
+    """(train, test, counts) for one user-complete partition of the encoded data."""
+    if hasattr(df, "to_pandas"):  # cuDF partition on the GPU path: the split runs on host
+        df = df.to_pandas()
+    users = df["user_id"].to_numpy(np.int64)
+    items = df["item_id"].to_numpy(np.int64)
+    train_u, train_i, test_u, test_i, dropped = dedup_and_split(users, items, df["timestamp"].to_numpy())
+    negs = sample_negatives(test_u, np.concatenate([train_u, test_u]), np.concatenate([train_i, test_i]),
+                            item_cardinality, negatives, seed)
+    train = pd.DataFrame({"user_id": train_u, "item_id": train_i, "label": np.ones(len(train_u), np.float32)})
+    series = negatives + 1
+    test = pd.DataFrame(
+        {
+            "user_id": np.repeat(test_u, series),
+            "item_id": np.column_stack([test_i, negs]).ravel(),
+            "label": np.tile(np.r_[1.0, np.zeros(negatives)].astype(np.float32), len(test_u)),
+        }
+    )
+    counts = {"interactions": len(users), "duplicates_dropped": dropped, "train_rows": len(train),
+              "test_series": len(test_u)}
+    return train, test, counts
