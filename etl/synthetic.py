@@ -37,6 +37,7 @@ def make_catalogue(rng, items: int, genres: int) -> Catalogue:
     popularity = 1.0 / (np.arange(items) + 10.0) ** 1.1
     popularity = rng.permutation(popularity)
     genre_of = rng.choice(genres, size=items, p=rng.dirichlet(np.full(genres, 2.0)))
+    genre_of[rng.choice(items, genres, replace=False)] = np.arange(genres)  # no genre left empty
     members, member_cdf = [], []
     for g in range(genres):
         idx = np.flatnonzero(genre_of == g)

@@ -47,8 +47,8 @@ def cardinalities(workflow) -> dict[str, int]:
 
 
 def vocabulary(workflow_dir: Path, column: str):
-    """Raw values of a saved workflow's column in index order (index 0..2 are reserved)."""
+    """Raw values of a saved workflow's column as a Series indexed by encoded id (from FIRST_ID)."""
     import pandas as pd
 
     path = Path(workflow_dir) / "categories" / f"unique.{column}.parquet"
-    return pd.read_parquet(path)[column].to_numpy()
+    return pd.read_parquet(path)[column]

@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` (whole pipeline on built-in synthetic data)
+# and `make test`. Everything installs into .venv/ from requirements/ (pip<25 is required).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RAW := data/raw/synthetic/ratings.csv
+DATA := data/synthetic
+RUN := runs/demo
+
+.PHONY: install demo test bench bench-quick clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/cpu.txt requirements/dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q 'pip<25'
+	$(BIN)/pip install -q -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(RAW): | install
+	$(BIN)/python -m etl synthetic --output $(RAW)
+
+demo: install $(RAW)
+	$(BIN)/python -m etl prepare --input $(RAW) --output $(DATA) --overwrite
+	rm -rf $(RUN)
+	$(BIN)/python -m training --data $(DATA) --checkpoint_dir $(RUN)/checkpoints --log_path $(RUN)/log.jsonl
+	$(BIN)/python -m training.recommend --checkpoint $(RUN)/checkpoints/model.pth --workflow workflows/synthetic \
+		--data $(DATA) --users 1,2,3 --topk 5 --output $(RUN)/recommendations.csv
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) data runs checkpoints workflows/synthetic

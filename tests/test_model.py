@@ -1,0 +1,34 @@
+"""NeuMF shapes and DeepLearningExamples' initialisation."""
+import math
+
+import pytest
+import torch
+
+from training.model import NeuMF
+
+
+@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
+def test_scores_one_logit_per_pair(variant):
+    model = NeuMF(50, 40, mf_dim=8, mlp_layer_sizes=(16, 8, 4), dropout=0.2, variant=variant)
+    out = model(torch.randint(0, 50, (33,)), torch.randint(0, 40, (33,)))
+    assert out.shape == (33,)
+    assert hasattr(model, "mf_user_embed") == (variant != "mlp")
+    assert hasattr(model, "mlp") == (variant != "gmf")
+
+
+def test_initialisation_statistics():
+    torch.manual_seed(0)
+    model = NeuMF(20000, 10000, mf_dim=64, mlp_layer_sizes=(256, 256, 128, 64))
+    emb = model.mf_user_embed.weight
+    assert abs(emb.mean().item()) < 1e-3 and abs(emb.std().item() - 0.01) < 1e-3
+    first = model.mlp[0].weight  # Glorot uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+    limit = math.sqrt(6 / (256 + 256))
+    assert first.abs().max().item() <= limit and first.abs().max().item() > 0.95 * limit
+    assert abs(first.std().item() - limit / math.sqrt(3)) < 0.02 * limit
+    final = model.final.weight  # LeCun uniform: a = sqrt(3 / fan_in)
+    assert final.abs().max().item() <= math.sqrt(3 / (64 + 64))
+
+
+def test_rejects_odd_first_layer():
+    with pytest.raises(ValueError, match="even"):
+        NeuMF(5, 5, mlp_layer_sizes=(15, 8))

@@ -1,0 +1,102 @@
+"""`etl prepare` end to end on real NVTabular and Dask: ids, split, negatives, spec, workflow."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from etl.feature_spec import FeatureSpec
+from etl.prepare import PrepareConfig, prepare
+from etl.transform import load_workflow
+from etl.workflow import FIRST_ID, vocabulary
+
+from .conftest import write_ratings_csv
+
+
+def _raw_pairs(raw_csv):
+    raw = pd.read_csv(raw_csv)
+    return raw.sort_values("timestamp").drop_duplicates(["userId", "movieId"])
+
+
+def test_outputs_follow_the_contract(prepared, synthetic_raw):
+    spec = FeatureSpec.from_yaml(prepared / "feature_spec.yaml")
+    stats = json.loads((prepared / "stats.json").read_text())
+    train, test = spec.read("train"), spec.read("test")
+    raw = _raw_pairs(synthetic_raw)
+    n_users, n_items = raw["userId"].nunique(), raw["movieId"].nunique()
+    assert spec.user_cardinality == n_users + FIRST_ID and spec.item_cardinality == n_items + FIRST_ID
+    spec.check_ids(train, "train")
+    spec.check_ids(test, "test")
+    assert train[["user_id", "item_id"]].min().min() >= FIRST_ID
+    assert len(spec.source_spec["train"][0]["files"]) == 8 == stats["train_partitions"]
+    # every deduplicated interaction is either in train or is a test positive
+    series = test.to_numpy().reshape(-1, 51, 3)
+    assert (series[:, 0, 2] == 1).all() and (series[:, 1:, 2] == 0).all()
+    assert len(train) + len(series) == len(raw) == stats["train_rows"] + stats["test_series"]
+    # users with 2+ interactions each get exactly one series
+    counts = raw.groupby("userId").size()
+    assert len(series) == (counts >= 2).sum()
+    assert len(np.unique(series[:, :, 0])) == len(series) and (series[:, :, 0] == series[:, :1, 0]).all()
+
+
+def test_negatives_verified_and_positive_is_latest(prepared, synthetic_raw):
+    spec = FeatureSpec.from_yaml(prepared)
+    train, test = spec.read("train"), spec.read("test")
+    seen = set(zip(train["user_id"], train["item_id"]))
+    series = test.to_numpy().astype(np.int64).reshape(-1, 51, 3)
+    for row in series:
+        user, items = row[0, 0], row[:, 1]
+        assert len(set(items)) == 51
+        assert not any((user, i) in seen for i in items[1:])
+    # decode with the saved vocabularies and check the positive is each user's latest rating
+    workflow_dir = prepared.parent / "workflow"
+    users, items = vocabulary(workflow_dir, "user_id"), vocabulary(workflow_dir, "item_id")
+    raw = _raw_pairs(synthetic_raw)
+    latest = raw.sort_values(["timestamp", "movieId"]).groupby("userId").tail(1).set_index("userId")
+    for row in series[:50]:
+        raw_user, raw_item = users[row[0, 0]], items[row[0, 1]]
+        assert latest.loc[raw_user, "timestamp"] == raw[(raw.userId == raw_user) & (raw.movieId == raw_item)]["timestamp"].iloc[0]
+
+
+def test_saved_workflow_reloads_and_reproduces_the_encoding(prepared, synthetic_raw):
+    workflow = load_workflow(prepared.parent / "workflow")
+    import nvtabular as nvt
+
+    from etl.readers import read_ratings
+
+    encoded = workflow.transform(nvt.Dataset(read_ratings(synthetic_raw, "ml-20m"), cpu=True)).to_ddf().compute()
+    spec = FeatureSpec.from_yaml(prepared)
+    train = spec.read("train")
+    pairs = set(zip(encoded["user_id"], encoded["item_id"]))
+    assert set(zip(train["user_id"], train["item_id"])) <= pairs
+
+
+def test_local_cluster_matches_local_scheduler(tmp_path, synthetic_raw, prepared):
+    out = tmp_path / "cluster"
+    prepare(PrepareConfig(input=synthetic_raw, output=out, workflow_dir=tmp_path / "wf", negatives=50, seed=5,
+                          workers=2, quiet=True))
+    for mapping in ("train", "test"):
+        a = FeatureSpec.from_yaml(prepared).read(mapping)
+        b = FeatureSpec.from_yaml(out).read(mapping)
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_min_rating_and_single_interaction_users(tmp_path):
+    raw = write_ratings_csv(tmp_path / "ratings.csv", [
+        (1, 10, 5.0, 1), (1, 11, 2.0, 2), (1, 12, 4.0, 3),  # the 2.0 is dropped by --min-rating 4
+        (2, 10, 4.5, 5),                                      # one interaction: train only
+        (3, 12, 4.0, 1), (3, 10, 4.0, 9),
+    ] + [(9, i, 4.0, i) for i in range(20, 30)])
+    stats = prepare(PrepareConfig(input=raw, output=tmp_path / "out", workflow_dir=tmp_path / "wf", negatives=2,
+                                  min_rating=4.0, quiet=True))
+    assert stats["interactions"] == 15 and stats["test_series"] == 3 and stats["train_rows"] == 12
+    vocab = vocabulary(tmp_path / "wf", "item_id")
+    assert 11 not in set(vocab.tolist()) and vocab.index.min() == FIRST_ID
+
+
+@pytest.mark.parametrize("partitions", [3])
+def test_partition_count_is_configurable(tmp_path, synthetic_raw, partitions):
+    prepare(PrepareConfig(input=synthetic_raw, output=tmp_path / "o", workflow_dir=tmp_path / "w",
+                          partitions=partitions, quiet=True))
+    spec = FeatureSpec.from_yaml(tmp_path / "o")
+    assert len(spec.source_spec["train"][0]["files"]) == partitions

@@ -1,0 +1,51 @@
+"""Dedup, leave-latest-out split and verified negatives on hand-made cases."""
+import numpy as np
+import pytest
+
+from etl.errors import UserError
+from etl.split import dedup_and_split, sample_negatives
+
+
+def test_split_by_hand_with_duplicates_and_ties():
+    #                     user 3: item 5 twice (keep earliest), latest time 30 is tied by items 6 and 9
+    users = np.array([3, 3, 3, 3, 3, 4, 4, 7])
+    items = np.array([5, 6, 5, 9, 8, 5, 6, 8])
+    times = np.array([10, 30, 40, 30, 20, 1, 2, 9])
+    tr_u, tr_i, te_u, te_i, dropped = dedup_and_split(users, items, times)
+    assert dropped == 1
+    # After dedup item 5 keeps time 10, so the latest is the tie at 30: the larger item index wins.
+    assert list(zip(te_u, te_i)) == [(3, 9), (4, 6)]
+    assert sorted(zip(tr_u.tolist(), tr_i.tolist())) == [(3, 5), (3, 6), (3, 8), (4, 5), (7, 8)]
+    # user 7 has one interaction: it stays in train and gets no test series
+    assert 7 not in te_u
+
+
+def test_negatives_are_unseen_distinct_and_deterministic():
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(200), 30) + 3
+    items = rng.integers(3, 60, len(users))
+    test_users = np.arange(200) + 3
+    negs = sample_negatives(test_users, users, items, cardinality=63, n=25, seed=11)
+    assert negs.shape == (200, 25)
+    assert negs.min() >= 3 and negs.max() < 63
+    for u, row in zip(test_users, negs):
+        assert len(set(row)) == 25
+        assert not set(row) & set(items[users == u])
+    again = sample_negatives(test_users, users, items, cardinality=63, n=25, seed=11)
+    assert np.array_equal(negs, again)
+    # the draw for a user does not depend on which other users share the partition
+    alone = sample_negatives(test_users[:5], users[:150], items[:150], cardinality=63, n=25, seed=11)
+    assert np.array_equal(alone, negs[:5])
+
+
+def test_near_saturated_user_gets_every_remaining_item():
+    users = np.zeros(45, dtype=np.int64) + 3
+    items = np.arange(3, 48)  # 45 of the 50 real items seen
+    negs = sample_negatives(np.array([3]), users, items, cardinality=53, n=5, seed=1)
+    assert sorted(negs[0]) == [48, 49, 50, 51, 52]
+
+
+def test_too_few_unseen_items_is_a_clear_error():
+    users = np.zeros(48, dtype=np.int64) + 3
+    with pytest.raises(UserError, match="lower --negatives"):
+        sample_negatives(np.array([3]), users, np.arange(3, 51), cardinality=53, n=5, seed=1)

@@ -1,0 +1,61 @@
+"""Command-line flags: DeepLearningExamples' ncf.py names, defaults tuned for ml-1m-sized data on CPU."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .model import VARIANTS
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train or evaluate NeuMF on a dataset described by a FeatureSpec. "
+        "Large-data recipe (DLE, ml-20m): -b 1048576 -l 0.0045 --beta1 0.25 --beta2 0.5 --layers 256 256 128 64",
+    )
+    p.add_argument("--data", type=Path, required=True, help="DATA_DIR holding the feature spec")
+    p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
+    p.add_argument("--mode", choices=("train", "test"), default="train")
+    p.add_argument("-e", "--epochs", type=int, default=12)
+    p.add_argument("-b", "--batch_size", type=int, default=65536,
+                   help="samples per optimizer step over all ranks, negatives included")
+    p.add_argument("--valid_batch_size", type=int, default=2**20, help="samples per evaluation forward pass")
+    p.add_argument("-f", "--factors", type=int, default=64, help="GMF factors")
+    p.add_argument("--layers", type=int, nargs="+", default=[256, 256, 128, 64], help="MLP layer sizes")
+    p.add_argument("--model", choices=VARIANTS, default="neumf")
+    p.add_argument("-n", "--negative_samples", type=int, default=4, help="negatives per positive")
+    p.add_argument("-l", "--learning_rate", type=float, default=0.002)
+    p.add_argument("-k", "--topk", type=int, default=10, help="K of HR@K and NDCG@K")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threshold", type=float, default=1.0, help="stop once HR@K reaches this")
+    p.add_argument("--beta1", type=float, default=0.9)
+    p.add_argument("--beta2", type=float, default=0.999)
+    p.add_argument("--eps", type=float, default=1e-8)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--grads_accumulated", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
+    p.add_argument("--checkpoint_dir", type=Path, help="write model.pth (best HR) and last.pth here")
+    p.add_argument("--load_checkpoint_path", type=Path, help="model to evaluate (--mode test)")
+    p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pth")
+    p.add_argument("--init_from", type=Path, help="start from these weights (e.g. to continue on new data)")
+    p.add_argument("--log_path", type=Path, help="JSON lines, one per epoch (a PNG plot is written beside it)")
+    p.add_argument("--tensorboard", type=Path, help="also write TensorBoard scalars to this folder")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args = parser().parse_args(argv)
+    p = parser()
+    if args.mode == "test" and not args.load_checkpoint_path:
+        p.error("--mode test needs --load_checkpoint_path")
+    if args.resume and not args.checkpoint_dir:
+        p.error("--resume needs --checkpoint_dir")
+    if args.resume and args.init_from:
+        p.error("--resume and --init_from are exclusive")
+    for name in ("epochs", "batch_size", "valid_batch_size", "factors", "negative_samples", "topk",
+                 "grads_accumulated"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1")
+    if not 0 <= args.dropout < 1:
+        p.error("--dropout must be in [0, 1)")
+    return args

@@ -1,0 +1,76 @@
+"""NeuMF (He et al. 2017) as in DeepLearningExamples, with GMF-only and MLP-only variants."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+VARIANTS = ("neumf", "gmf", "mlp")
+
+
+def lecun_uniform_(layer: nn.Linear) -> None:
+    limit = math.sqrt(3.0 / layer.in_features)
+    nn.init.uniform_(layer.weight, -limit, limit)
+
+
+def glorot_uniform_(layer: nn.Linear) -> None:
+    limit = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+    nn.init.uniform_(layer.weight, -limit, limit)
+
+
+class NeuMF(nn.Module):
+    """Scores (user, item) pairs with logits.
+
+    GMF branch: user ⊙ item factor vectors. MLP branch: concatenated user and item
+    vectors through ReLU layers with dropout. The final Linear sees both branches.
+    """
+
+    def __init__(self, nb_users: int, nb_items: int, mf_dim: int = 64, mlp_layer_sizes=(256, 256, 128, 64),
+                 dropout: float = 0.5, variant: str = "neumf"):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown model variant {variant!r}; choose from {VARIANTS}")
+        if mlp_layer_sizes[0] % 2:
+            raise ValueError("the first MLP layer size must be even (it is user + item vectors)")
+        self.variant = variant
+        self.use_mf = variant in ("neumf", "gmf")
+        self.use_mlp = variant in ("neumf", "mlp")
+        self.dropout = dropout
+        final_in = 0
+        if self.use_mf:
+            self.mf_user_embed = nn.Embedding(nb_users, mf_dim)
+            self.mf_item_embed = nn.Embedding(nb_items, mf_dim)
+            final_in += mf_dim
+        if self.use_mlp:
+            half = mlp_layer_sizes[0] // 2
+            self.mlp_user_embed = nn.Embedding(nb_users, half)
+            self.mlp_item_embed = nn.Embedding(nb_items, half)
+            self.mlp = nn.ModuleList(
+                nn.Linear(a, b) for a, b in zip(mlp_layer_sizes[:-1], mlp_layer_sizes[1:])
+            )
+            final_in += mlp_layer_sizes[-1]
+        self.final = nn.Linear(final_in, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+        if self.use_mlp:
+            for layer in self.mlp:
+                glorot_uniform_(layer)
+        lecun_uniform_(self.final)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        branches = []
+        if self.use_mf:
+            branches.append(self.mf_user_embed(users) * self.mf_item_embed(items))
+        if self.use_mlp:
+            x = torch.cat([self.mlp_user_embed(users), self.mlp_item_embed(items)], dim=-1)
+            for layer in self.mlp:
+                x = torch.relu(layer(x))
+                if self.dropout:
+                    x = nn.functional.dropout(x, self.dropout, self.training)
+            branches.append(x)
+        return self.final(torch.cat(branches, dim=-1) if len(branches) > 1 else branches[0]).squeeze(-1)

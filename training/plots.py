@@ -1,0 +1,25 @@
+"""Loss and HR/NDCG per epoch as one PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_history(history: list[dict], path: Path, k: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(epochs, [r["loss"] for r in history], marker="o")
+    left.set(title="train loss (BCE)", xlabel="epoch")
+    if any("hr" in r for r in history):
+        right.plot(epochs, [r.get("hr") for r in history], marker="o", label=f"HR@{k}")
+        right.plot(epochs, [r.get("ndcg") for r in history], marker="o", label=f"NDCG@{k}")
+        right.legend()
+    right.set(title="test metrics", xlabel="epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

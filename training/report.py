@@ -1,0 +1,98 @@
+"""What a run tells people: a line per epoch, JSON lines, TensorBoard, a plot, a final summary."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .distributed import Dist
+
+
+class EpochReport:
+    def __init__(self, args, dist: Dist):
+        self.args, self.dist = args, dist
+        self.history: list[dict] = []
+        self.best = {"best_hr": None, "best_ndcg": None, "best_epoch": None, "time_to_best": None}
+        self.elapsed = 0.0
+        self.baseline_metrics: dict = {}
+        self.writer = None
+
+    def say(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, file=sys.stderr, flush=True)
+
+    # ---- checkpointed state ------------------------------------------------------------
+    def state(self) -> dict:
+        return {"history": self.history, "best": self.best, "elapsed": self.elapsed}
+
+    def restore(self, state: dict) -> None:
+        self.history, self.best, self.elapsed = state["history"], state["best"], state["elapsed"]
+
+    # ---- events ------------------------------------------------------------------------
+    def baseline(self, metrics: dict) -> None:
+        self.baseline_metrics = metrics
+        self.say(f"TopPop baseline: HR@{self.args.topk} {metrics['toppop_hr']:.4f}  "
+                 f"NDCG@{self.args.topk} {metrics['toppop_ndcg']:.4f}")
+
+    def start(self, trainer) -> None:
+        params = sum(p.numel() for p in trainer.model.parameters())
+        backend = "nccl" if self.dist.device.type == "cuda" else "gloo"
+        self.say(
+            f"training {trainer.arch['variant']} ({params / 1e6:.1f}M parameters) for users/items "
+            f"{trainer.cards['users']:,}/{trainer.cards['items']:,} on {self.dist.world} rank(s), "
+            f"{self.dist.device.type}" + (f" ({backend})" if self.dist.world > 1 else "")
+            + (", AMP" if self.args.amp else "") + f", from epoch {trainer.start_epoch}"
+        )
+        if self.args.tensorboard and self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.args.tensorboard))
+
+    def add(self, record: dict) -> bool:
+        """Record an epoch; True when it is the best so far (or when there is no test set)."""
+        self.elapsed += record["train_seconds"] + record.get("eval_seconds", 0.0)
+        record = {**record, "elapsed_seconds": self.elapsed}
+        self.history.append(record)
+        improved = "hr" not in record or self.best["best_hr"] is None or record["hr"] > self.best["best_hr"]
+        if improved:
+            self.best = {"best_hr": record.get("hr"), "best_ndcg": record.get("ndcg"),
+                         "best_epoch": record["epoch"], "time_to_best": self.elapsed}
+        metrics = (f"  HR@{self.args.topk} {record['hr']:.4f}  NDCG@{self.args.topk} {record['ndcg']:.4f}"
+                   if "hr" in record else "")
+        self.say(f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}{metrics}  "
+                 f"train {record['train_throughput'] / 1e3:,.0f}k samples/s  {record['train_seconds']:.1f}s"
+                 + ("  *" if improved and "hr" in record else ""))
+        if self.dist.is_main:
+            if self.args.log_path:
+                self.args.log_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.args.log_path, "a") as log:
+                    log.write(json.dumps(record) + "\n")
+            if self.writer:
+                for key in ("loss", "hr", "ndcg", "train_throughput"):
+                    if key in record:
+                        self.writer.add_scalar(key, record[key], record["epoch"])
+                self.writer.flush()
+        return improved
+
+    def summary(self) -> dict:
+        runs = self.history
+        out = {
+            **self.best,
+            "epochs": len(runs),
+            "final_loss": runs[-1]["loss"] if runs else None,
+            "train_throughput": _mean(r["train_throughput"] for r in runs),
+            "eval_throughput": _mean(r["eval_throughput"] for r in runs if "eval_throughput" in r),
+            **self.baseline_metrics,
+            "k": self.args.topk,
+        }
+        if self.dist.is_main and self.args.log_path and runs:
+            from .plots import plot_history
+
+            out["plot"] = str(plot_history(runs, self.args.log_path.with_suffix(".png"), self.args.topk))
+        if self.writer:
+            self.writer.close()
+        return out
+
+
+def _mean(values):
+    values = list(values)
+    return sum(values) / len(values) if values else None
