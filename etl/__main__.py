@@ -98,14 +98,18 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (UnicodeDecodeError, OSError) as exc:  # unreadable bytes or files deep inside a reader
-        print(f"error: cannot read input: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # pandas/pyarrow parse errors surfacing from Dask tasks
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: cannot parse input: {first}", file=sys.stderr)
+    except (UnicodeDecodeError, OSError, ValueError) as exc:  # parse errors surfacing from Dask tasks
+        print(f"error: cannot read input: {root_cause(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+def root_cause(exc: BaseException) -> str:
+    """The first line of the innermost cause: Dask wraps the pandas error that names the problem."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

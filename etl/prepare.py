@@ -73,11 +73,15 @@ def prepare(cfg: PrepareConfig) -> dict:
             dataset = nvt.Dataset(raw, cpu=device == "cpu")
         with log.stage("fit", "fitting the NVTabular workflow (Categorify user and item ids)"):
             workflow = build_workflow(scratch / "vocab", cfg.min_rating)
-            workflow.fit(dataset)
+            try:
+                workflow.fit(dataset)
+            except RuntimeError:
+                if len(raw.head(1, npartitions=-1)) == 0:  # only checked on failure: it costs a pass
+                    raise UserError(f"{cfg.input} holds no interactions"
+                                    + (" at or above --min-rating" if cfg.min_rating is not None else ""))
+                raise
             cards = cardinalities(workflow)
             log.say(f"  users: {cards['user_id'] - 3:,}  items: {cards['item_id'] - 3:,}")
-        if cards["item_id"] - 3 < 1:
-            raise UserError(f"{cfg.input} holds no interactions" + (" at or above --min-rating" if cfg.min_rating else ""))
         with log.stage("split", "dedup, leave-latest-out split, verified negatives, parquet"):
             encoded = workflow.transform(dataset).to_ddf()
             nparts = cfg.partitions or PARTITION_MULTIPLE * math.ceil(encoded.npartitions / PARTITION_MULTIPLE)

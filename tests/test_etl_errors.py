@@ -1,0 +1,80 @@
+"""Bad input: a one-line error naming the problem, exit code 2, and no output left behind."""
+import zipfile
+
+import pytest
+
+from etl.__main__ import main
+
+from .conftest import run_module, write_ratings_csv
+
+
+def _prepare(capsys, tmp_path, source, *extra):
+    out = tmp_path / "out"
+    code = main(["prepare", "--input", str(source), "--output", str(out), "--workflow-dir", str(tmp_path / "wf"),
+                 "--quiet", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err and err[-1].startswith("error: ")
+    assert not out.exists() and not (tmp_path / "wf").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out") or p.name.startswith(".wf")]
+    return err[-1]
+
+
+def _file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+CASES = {
+    "missing path": (lambda t: t / "nope.csv", "does not exist"),
+    "empty file": (lambda t: _file(t, "ratings.csv", ""), "is empty"),
+    "missing column": (lambda t: _file(t, "r.csv", "userId,movieId,rating\n1,2,3\n"), "no timestamp column 'timestamp'"),
+    "unparsable id": (lambda t: _file(t, "ratings.dat", "1::2::3::4\nx::2::3::5\n"), "cannot parse 'x'"),
+    "unparsable timestamp": (lambda t: _file(t, "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,soon\n"),
+                             "timestamp column: cannot parse 'soon'"),
+    "ragged rows": (lambda t: _file(t, "u.data", "1\t2\t3\t4\n1\t2\t3\t4\t5\n"), "Expected 4 fields"),
+    "short rows": (lambda t: _file(t, "u.data", "1\t2\t3\t4\n1\t2\n"), "empty values"),
+    "corrupt zip": (lambda t: _file(t, "ml-1m.zip", b"PK\x03\x04 not really a zip"), "corrupt"),
+    "random bytes": (lambda t: _file(t, "ratings.csv", bytes(range(256)) * 40), "not a readable CSV"),
+    "folder without ratings": (lambda t: (t / "empty_dir").mkdir() or t / "empty_dir", "no ratings file"),
+    "header only": (lambda t: _file(t, "ratings.csv", "userId,movieId,rating,timestamp\n"), "no interactions"),
+    "unknown suffix": (lambda t: _file(t, "ratings.bin", "1,2,3,4\n"), "cannot tell the format"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_fails_cleanly(case, tmp_path, capsys):
+    make, expected = CASES[case]
+    message = _prepare(capsys, tmp_path, make(tmp_path))
+    assert expected in message
+
+
+def test_zip_without_ratings(tmp_path, capsys):
+    archive = tmp_path / "ml-1m.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ml-1m/movies.dat", "1::Toy Story::Animation\n")
+    assert "holds no ratings file" in _prepare(capsys, tmp_path, archive)
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path, capsys):
+    raw = write_ratings_csv(tmp_path / "ratings.csv", [(1, i, 4.0, i) for i in range(1, 6)] +
+                            [(2, i, 4.0, i) for i in range(3, 9)])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["prepare", "--input", str(raw), "--output", str(out), "--workflow-dir", str(tmp_path / "wf"),
+            "--negatives", "2", "--quiet"]
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    assert main(args + ["--overwrite"]) == 0
+    assert (out / "feature_spec.yaml").is_file() and not (out / "keep.txt").exists()
+
+
+def test_download_offline_says_where_to_put_the_zip(tmp_path):
+    result = run_module("etl", "download", "ml-1m", "--dest", tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ml-1m.zip" in lines[0] and "put it at" in lines[0]
+    assert not list(tmp_path.iterdir())
