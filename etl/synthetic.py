@@ -34,7 +34,7 @@ class Catalogue:
 
 
 def make_catalogue(rng, items: int, genres: int) -> Catalogue:
-    popularity = 1.0 / (np.arange(items) + 10.0) ** 1.1
+    popularity = 1.0 / (np.arange(items) + 10.0) ** 0.9
     popularity = rng.permutation(popularity)
     genre_of = rng.choice(genres, size=items, p=rng.dirichlet(np.full(genres, 2.0)))
     genre_of[rng.choice(items, genres, replace=False)] = np.arange(genres)  # no genre left empty
@@ -83,7 +83,7 @@ def draw_items(rng, cat: Catalogue, taste: np.ndarray, owner: np.ndarray) -> tup
 def user_chunk(rng, cat: Catalogue, first_user: int, counts: np.ndarray, genres: int) -> pd.DataFrame:
     n = len(counts)
     # Sparse personal taste, mixed with a little of the crowd's so catalogues suffice.
-    taste = 0.85 * rng.dirichlet(np.full(genres, 0.15), size=n) + 0.15 * cat.genre_share
+    taste = 0.9 * rng.dirichlet(np.full(genres, 0.1), size=n) + 0.1 * cat.genre_share
     owners, items = np.zeros(0, np.int64), np.zeros(0, np.int64)
     missing = counts.copy()
     for round_ in range(8):  # redraw what deduplication removed, exploring wider each time
