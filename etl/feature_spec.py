@@ -30,7 +30,8 @@ class FeatureSpec:
 
     # ---- reading and writing -------------------------------------------------------
     @classmethod
-    def from_yaml(cls, path) -> "FeatureSpec":
+    def from_yaml(cls, path, required=("train",)) -> "FeatureSpec":
+        """Load and validate; `required` mappings must exist, others are checked when present."""
         path = Path(path)
         if path.is_dir():
             path = path / "feature_spec.yaml"
@@ -52,7 +53,7 @@ class FeatureSpec:
             metadata=raw.get("metadata") or {},
             base_directory=path.parent,
         )
-        spec.validate()
+        spec.validate(tuple(dict.fromkeys([*required, *spec.source_spec])))
         return spec
 
     def to_dict(self) -> dict:
@@ -70,7 +71,7 @@ class FeatureSpec:
             tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     # ---- validation ----------------------------------------------------------------
-    def validate(self, mappings=("train", "test")) -> None:
+    def validate(self, mappings=("train",)) -> None:
         """Check the structure and that every referenced file exists; name the bad field."""
         for name, props in self.feature_spec.items():
             if not isinstance(props, dict) or "dtype" not in props:

@@ -37,22 +37,20 @@ class TrainStream:
         self.batch_size, self.negatives, self.dist, self.seed = batch_size, negatives, dist, seed
         self._scratch = None
         chunk = spec.single_chunk("train", self.features)
-        if chunk is not None and chunk["type"] == "parquet":
+        if chunk is not None and chunk["type"] == "parquet" and len(chunk["files"]) >= dist.world:
             self.files = chunk["files"]
-        else:
+        else:  # csv, features over several chunks, or fewer files than ranks
             self.files = self._materialise(spec)
-        if len(self.files) < dist.world:
-            raise UserError(
-                f"the train data has {len(self.files)} partition file(s) but {dist.world} ranks need one each; "
-                f"re-run `etl prepare --partitions {dist.world}` or use fewer processes"
-            )
 
     def _materialise(self, spec: FeatureSpec) -> list[str]:
-        """Rewrite csv or multi-chunk train data as parquet parts the loader can stream and shard."""
+        """Rewrite train data as parquet parts the loader can stream and give every rank a share of."""
         frame = spec.read("train", self.features)
         self._scratch = Path(tempfile.mkdtemp(prefix="ncf-train-"))
         files = []
-        for i, part in enumerate(np.array_split(np.arange(len(frame)), max(MATERIALISED_PARTS, self.dist.world))):
+        parts = min(max(MATERIALISED_PARTS, self.dist.world), len(frame))
+        if parts < self.dist.world:
+            raise UserError(f"the train data has {len(frame)} rows, fewer than the {self.dist.world} ranks")
+        for i, part in enumerate(np.array_split(np.arange(len(frame)), parts)):
             path = self._scratch / f"part_{i:05d}.parquet"
             frame.iloc[part].to_parquet(path, index=False)
             files.append(str(path))

@@ -54,10 +54,8 @@ def build_model(arch: dict, cards: dict, dropout: float) -> NeuMF:
     return NeuMF(cards["users"], cards["items"], arch["factors"], arch["layers"], dropout, arch["variant"])
 
 
-def load_spec(args, mappings) -> FeatureSpec:
-    spec = FeatureSpec.from_yaml(Path(args.data) / args.feature_spec_file)
-    spec.validate(mappings)
-    return spec
+def load_spec(args, required) -> FeatureSpec:
+    return FeatureSpec.from_yaml(Path(args.data) / args.feature_spec_file, required)
 
 
 def run_test(args, dist: Dist) -> dict:
@@ -77,8 +75,11 @@ class Trainer:
 
     def __init__(self, args, dist: Dist):
         self.args, self.dist = args, dist
-        has_test = "test" in load_spec(args, ("train",)).source_spec
-        self.spec = load_spec(args, ("train", "test") if has_test else ("train",))
+        self.report = EpochReport(args, dist)
+        self.spec = load_spec(args, ("train",))
+        has_test = "test" in self.spec.source_spec
+        if not has_test:
+            self.report.say("note: the FeatureSpec has no test mapping; training without evaluation")
         self.cards = cardinalities(self.spec)
         self.arch = checkpoint.architecture(args)
         per_rank = args.batch_size // (dist.world * (1 + args.negative_samples))
@@ -90,7 +91,6 @@ class Trainer:
         self.optimizer = adam(self.model, args)
         self.scaler = grad_scaler(dist, args.amp)
         self.autocast = autocast_for(dist, args.amp)
-        self.report = EpochReport(args, dist)
         self.start_epoch = 0
         self._restore()
         self.ddp = DistributedDataParallel(self.model) if dist.world > 1 else None

@@ -1,0 +1,154 @@
+"""python -m training.recommend: top-K raw item ids per raw user id from a trained checkpoint.
+
+Items the user already has in the prepared data (train, and the test positive) are excluded.
+Users the workflow has never seen get the most popular items, flagged source=popularity.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from etl.atomic import atomic_file
+from etl.errors import UserError
+from etl.feature_spec import FeatureSpec
+from etl.workflow import FIRST_ID, vocabulary
+
+from . import checkpoint
+from .data import scan_train
+from .train import build_model, cardinalities
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.recommend", description=__doc__)
+    p.add_argument("--checkpoint", type=Path, required=True, help="model.pth or last.pth")
+    p.add_argument("--workflow", type=Path, required=True, help="the saved workflow of the prepared data")
+    p.add_argument("--data", type=Path, required=True, help="DATA_DIR (its feature_spec.yaml)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--users", help="comma-separated raw user ids")
+    who.add_argument("--all-users", action="store_true")
+    p.add_argument("--topk", type=int, default=10)
+    p.add_argument("--output", type=Path, required=True, help=".csv or .parquet")
+    p.add_argument("--batch_users", type=int, default=256, help="users scored per forward pass")
+    return p
+
+
+def seen_keys(spec: FeatureSpec) -> np.ndarray:
+    """Sorted user * items + item keys of every positive in the prepared data."""
+    keys = []
+    for mapping in ("train", "test"):
+        if mapping in spec.source_spec:
+            frame = spec.read(mapping)
+            frame = frame[frame[spec.label_feature] == 1]
+            keys.append(frame[spec.user_feature].to_numpy(np.int64) * spec.item_cardinality
+                        + frame[spec.item_feature].to_numpy(np.int64))
+    return np.unique(np.concatenate(keys))
+
+
+def encode_users(raw_ids: list[str], vocab: pd.Series) -> np.ndarray:
+    """Encoded index per raw id, -1 where the workflow has never seen it."""
+    values = raw_ids
+    if np.issubdtype(vocab.dtype, np.integer):
+        try:
+            values = [int(v) for v in raw_ids]
+        except ValueError as exc:
+            raise UserError(f"--users: {exc}; this workflow's user ids are integers")
+    positions = pd.Index(vocab.to_numpy()).get_indexer(values)
+    return np.where(positions >= 0, vocab.index.to_numpy()[positions], -1)
+
+
+@torch.no_grad()
+def top_items(model, users: torch.Tensor, n_items: int, seen: np.ndarray, k: int, device) -> tuple:
+    """Scores of every item for a batch of users, seen and reserved items masked, then top-k."""
+    items = torch.arange(n_items, device=device)
+    scores = model(users.repeat_interleave(n_items), items.repeat(len(users))).view(len(users), n_items).float()
+    scores[:, :FIRST_ID] = -torch.inf
+    keys = users.cpu().numpy()[:, None] * n_items + np.arange(n_items)[None, :]
+    lo = np.searchsorted(seen, keys[:, 0])
+    hi = np.searchsorted(seen, keys[:, -1], side="right")
+    for row, (a, b) in enumerate(zip(lo, hi)):
+        scores[row, torch.from_numpy(seen[a:b] - keys[row, 0])] = -torch.inf
+    return torch.topk(scores, k, dim=1)
+
+
+def recommend(args) -> pd.DataFrame:
+    spec = FeatureSpec.from_yaml(args.data)
+    payload = checkpoint.load(args.checkpoint)
+    checkpoint.check_fits(payload, args.checkpoint, cardinalities(spec))
+    user_vocab, item_vocab = vocabulary(args.workflow, "user_id"), vocabulary(args.workflow, "item_id")
+    if len(item_vocab) + FIRST_ID != spec.item_cardinality:
+        raise UserError(f"workflow {args.workflow} has {len(item_vocab)} items but the data has "
+                        f"{spec.item_cardinality - FIRST_ID}: they do not belong together")
+    n_items = spec.item_cardinality
+    if not 1 <= args.topk <= len(item_vocab):
+        raise UserError(f"--topk {args.topk} must be between 1 and the catalogue size ({len(item_vocab)} items)")
+    raw_items = np.empty(n_items, dtype=object)
+    raw_items[item_vocab.index.to_numpy()] = item_vocab.to_numpy()
+
+    raw_users = [str(u) for u in user_vocab.to_numpy()] if args.all_users else \
+        [u.strip() for u in args.users.split(",") if u.strip()]
+    encoded = user_vocab.index.to_numpy() if args.all_users else encode_users(raw_users, user_vocab)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(payload["meta"]["architecture"], cardinalities(spec), 0.0).to(device).eval()
+    model.load_state_dict(payload["model"])
+    seen = seen_keys(spec)
+
+    frames = []
+    known = np.flatnonzero(encoded >= 0)
+    for start in tqdm(range(0, len(known), args.batch_users), desc="recommend", unit="batch", file=sys.stderr,
+                      disable=not sys.stderr.isatty()):
+        rows = known[start:start + args.batch_users]
+        scores, items = top_items(model, torch.from_numpy(encoded[rows]).to(device), n_items, seen, args.topk, device)
+        frames.append(_rows(np.asarray(raw_users, dtype=object)[rows], items.cpu().numpy(), scores.cpu().numpy(),
+                            raw_items, "model"))
+    unknown = np.flatnonzero(encoded < 0)
+    if len(unknown):
+        popularity = scan_train(spec).astype(np.float64)
+        popularity[:FIRST_ID] = -np.inf
+        best = np.argsort(-popularity, kind="stable")[: args.topk]
+        frames.append(_rows(np.asarray(raw_users, dtype=object)[unknown], np.tile(best, (len(unknown), 1)),
+                            np.tile(popularity[best], (len(unknown), 1)), raw_items, "popularity"))
+        print(f"note: {len(unknown)} unknown user id(s) ({', '.join(map(str, np.asarray(raw_users)[unknown][:5]))}"
+              f"{'...' if len(unknown) > 5 else ''}) got the most popular items (source=popularity)", file=sys.stderr)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _rows(users, items, scores, raw_items, source) -> pd.DataFrame:
+    k = items.shape[1]
+    return pd.DataFrame({
+        "user": np.repeat(users, k), "rank": np.tile(np.arange(1, k + 1), len(users)),
+        "item": raw_items[items.ravel()], "score": scores.ravel(), "source": source,
+    })
+
+
+def write(frame: pd.DataFrame, output: Path) -> None:
+    with atomic_file(output) as tmp:
+        if output.suffix == ".parquet":
+            frame.astype({"user": str, "item": str}).to_parquet(tmp, index=False)
+        elif output.suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            raise UserError(f"--output {output}: use a .csv or .parquet file name")
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        frame = recommend(args)
+        write(frame, args.output)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
+                      "popularity_fallback_users": int((frame["source"] == "popularity").sum() // args.topk)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
