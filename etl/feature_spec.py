@@ -20,6 +20,13 @@ CHUNK_TYPES = ("parquet", "csv")
 REQUIRED_CHANNELS = ("user_ch", "item_ch", "label_ch")
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes repeated lists out in full: no &id001 anchors in a file people read."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
 @dataclass
 class FeatureSpec:
     feature_spec: dict
@@ -68,7 +75,7 @@ class FeatureSpec:
 
     def to_yaml(self, path) -> None:
         with atomic_file(Path(path)) as tmp:
-            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+            tmp.write_text(yaml.dump(self.to_dict(), Dumper=_PlainDumper, sort_keys=False))
 
     # ---- validation ----------------------------------------------------------------
     def validate(self, mappings=("train",)) -> None:

@@ -52,3 +52,18 @@ def vocabulary(workflow_dir: Path, column: str):
 
     path = Path(workflow_dir) / "categories" / f"unique.{column}.parquet"
     return pd.read_parquet(path)[column]
+
+
+def describe(workflow) -> str:
+    """The workflow graph as indented text: each operator with the columns it outputs."""
+    lines = []
+
+    def walk(node, depth):
+        name = type(node.op).__name__ if node.op is not None else "input"
+        columns = ", ".join(node.output_schema.column_names) if node.output_schema is not None else ""
+        lines.append(f"{'    ' * depth}{name} -> [{columns}]")
+        for parent in node.parents_with_dependencies:
+            walk(parent, depth + 1)
+
+    walk(workflow.output_node, 0)
+    return "\n".join(lines)

@@ -5,13 +5,12 @@ from pathlib import Path
 
 
 def plot_history(history: list[dict], path: Path, k: int) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot) leaves the caller's matplotlib backend alone, e.g. in a notebook.
+    from matplotlib.figure import Figure
 
     epochs = [r["epoch"] for r in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    left, right = fig.subplots(1, 2)
     left.plot(epochs, [r["loss"] for r in history], marker="o")
     left.set(title="train loss (BCE)", xlabel="epoch")
     if any("hr" in r for r in history):
@@ -21,5 +20,4 @@ def plot_history(history: list[dict], path: Path, k: int) -> Path:
     right.set(title="test metrics", xlabel="epoch")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

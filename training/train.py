@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,9 @@ class Trainer:
         if not has_test:
             self.report.say("note: the FeatureSpec has no test mapping; training without evaluation")
         self.cards = cardinalities(self.spec)
-        self.arch = checkpoint.architecture(args)
+        # --init_from continues someone's model: its architecture wins over the flags.
+        self.init_payload = checkpoint.load(args.init_from) if args.init_from else None
+        self.arch = self.init_payload["meta"]["architecture"] if self.init_payload else checkpoint.architecture(args)
         per_rank = args.batch_size // (dist.world * (1 + args.negative_samples))
         if per_rank < 1:
             raise UserError(f"-b {args.batch_size} is too small for {dist.world} ranks x {1 + args.negative_samples} "
@@ -110,10 +113,9 @@ class Trainer:
             self.scaler.load_state_dict(payload["scaler"])
             self.start_epoch = payload["meta"]["epoch"] + 1
             self.report.restore(payload["meta"]["report"])
-        elif args.init_from:
-            payload = checkpoint.load(args.init_from)
-            checkpoint.check_fits(payload, args.init_from, self.cards, self.arch)
-            self.model.load_state_dict(payload["model"])
+        elif self.init_payload:
+            checkpoint.check_fits(self.init_payload, args.init_from, self.cards)
+            self.model.load_state_dict(self.init_payload["model"])
 
     def meta(self, epoch: int) -> dict:
         return {"epoch": epoch, "cardinalities": self.cards, "architecture": self.arch,
@@ -170,19 +172,25 @@ class Trainer:
         return self.report.summary()
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> dict:
+    """Train or evaluate as the command line would, and return the summary (for notebooks too)."""
     args = parse_args(argv)
     dist = init_distributed()
     try:
-        summary = run_test(args, dist) if args.mode == "test" else Trainer(args, dist).fit()
-        if dist.is_main:
-            print(json.dumps(summary), flush=True)
-        return 0
+        return run_test(args, dist) if args.mode == "test" else Trainer(args, dist).fit()
+    finally:
+        shutdown(dist)
+
+
+def main(argv=None) -> int:
+    try:
+        summary = run(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        shutdown(dist)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
