@@ -33,7 +33,7 @@ def compute_with_progress(*tasks, client=None, quiet=False):
     """dask.compute with a progress bar on the local scheduler (a Client has its dashboard)."""
     import dask
 
-    if client is not None or quiet:
+    if client is not None or quiet or not sys.stderr.isatty():
         return dask.compute(*tasks)
     from dask.diagnostics import ProgressBar
 

@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=float, default=1e-8)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--grads_accumulated", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each epoch (benchmarks, smoke runs)")
     p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
     p.add_argument("--checkpoint_dir", type=Path, help="write model.pth (best HR) and last.pth here")
     p.add_argument("--load_checkpoint_path", type=Path, help="model to evaluate (--mode test)")

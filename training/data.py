@@ -77,10 +77,10 @@ class TrainStream:
             loader.device = self.dist.device.index
         return loader
 
-    def epoch(self, epoch: int):
+    def epoch(self, epoch: int, max_steps: int | None = None):
         """Yield (users, items, labels) on the device, positives then their negatives."""
         loader = self._loader(epoch)
-        steps = self.dist.max_int(len(loader))
+        steps = min(self.dist.max_int(len(loader)), max_steps or 2**62)
         np.random.seed(epoch_seed(self.seed, epoch, self.dist.rank) % 2**32)  # the loader's row shuffle
         gen = torch.Generator(device=self.dist.device).manual_seed(epoch_seed(self.seed, epoch, self.dist.rank))
         done = 0

@@ -129,8 +129,8 @@ class Trainer:
         net = self.ddp or self.model
         total_loss = torch.zeros((), dtype=torch.float64, device=self.dist.device)
         steps, samples, begin = 0, 0, time.perf_counter()
-        bar = tqdm(self.stream.epoch(epoch), desc=f"epoch {epoch}", unit="step", leave=False, file=sys.stderr,
-                   disable=not (self.dist.is_main and sys.stderr.isatty()))
+        bar = tqdm(self.stream.epoch(epoch, self.args.steps_per_epoch), desc=f"epoch {epoch}", unit="step",
+                   leave=False, file=sys.stderr, disable=not (self.dist.is_main and sys.stderr.isatty()))
         for users, items, labels in bar:
             for j, (u, i, y) in enumerate(zip(users.chunk(acc), items.chunk(acc), labels.chunk(acc))):
                 sync = j == acc - 1 or self.ddp is None
