@@ -12,7 +12,7 @@ from .cluster import dask_client, resolve_device
 from .errors import UserError
 from .feature_spec import encoded_spec
 from .progress import StageLog, compute_with_progress
-from .readers import ColumnNames, read_ratings, resolve_input
+from .readers import ColumnNames, resolve_input, stage_ratings, staged_files
 from .split import split_partition
 from .workflow import build_workflow, cardinalities
 
@@ -65,21 +65,16 @@ def prepare(cfg: PrepareConfig) -> dict:
             atomic_dir(cfg.workflow_dir, cfg.overwrite) as workflow_tmp, \
             atomic_dir(cfg.output, cfg.overwrite) as out:
         scratch = out / "_scratch"
-        with log.stage("read", f"reading {cfg.input} ({cfg.format})"):
+        with log.stage("read", f"reading {cfg.input} ({cfg.format}) into typed parquet"):
             path, fmt = resolve_input(cfg.input, cfg.format, scratch)
-            raw = read_ratings(path, fmt, cfg.columns)
-            if cfg.min_rating is not None:
-                raw = raw[raw["rating"] >= cfg.min_rating]
-            dataset = nvt.Dataset(raw, cpu=device == "cpu")
+            rows = stage_ratings(path, fmt, cfg.columns, scratch / "raw", cfg.min_rating, client, cfg.quiet)
+            if rows == 0:
+                raise UserError(f"{cfg.input} holds no interactions"
+                                + (" at or above --min-rating" if cfg.min_rating is not None else ""))
+            dataset = nvt.Dataset(staged_files(scratch / "raw"), engine="parquet", cpu=device == "cpu")
         with log.stage("fit", "fitting the NVTabular workflow (Categorify user and item ids)"):
             workflow = build_workflow(scratch / "vocab", cfg.min_rating)
-            try:
-                workflow.fit(dataset)
-            except RuntimeError:
-                if len(raw.head(1, npartitions=-1)) == 0:  # only checked on failure: it costs a pass
-                    raise UserError(f"{cfg.input} holds no interactions"
-                                    + (" at or above --min-rating" if cfg.min_rating is not None else ""))
-                raise
+            workflow.fit(dataset)
             cards = cardinalities(workflow)
             log.say(f"  users: {cards['user_id'] - 3:,}  items: {cards['item_id'] - 3:,}")
         with log.stage("split", "dedup, leave-latest-out split, verified negatives, parquet"):

@@ -89,20 +89,27 @@ def _format_from_name(path: Path) -> str:
     raise UserError(f"cannot tell the format of {path}; pass --format ({', '.join(FORMATS[1:])})")
 
 
-def read_ratings(path: Path, fmt: str, columns: ColumnNames = ColumnNames()) -> dd.DataFrame:
-    """Lazily read a resolved ratings file into the RAW_COLUMNS schema."""
-    if fmt == "ml-100k":
-        ddf = _read_delimited(path, "\t", ["user_id", "item_id", "rating", "timestamp"])
-    elif fmt in ("ml-1m", "ml-10m"):
-        # '::' needs pandas' slow python engine; splitting on ':' leaves empty columns
-        # between the fields and keeps the fast C parser.
-        names = ["user_id", "_a", "item_id", "_b", "rating", "_c", "timestamp"]
-        ddf = _read_delimited(path, ":", names)[["user_id", "item_id", "rating", "timestamp"]]
-    elif fmt in ("ml-20m", "ml-25m", "csv"):
-        ddf = _read_named(path, "csv", ColumnNames() if fmt != "csv" else columns)
+def read_ratings(path: Path, fmt: str, columns: ColumnNames = ColumnNames(), typed: bool = True) -> dd.DataFrame:
+    """Lazily read a resolved ratings file into the RAW_COLUMNS schema.
+
+    typed=True parses numbers in the CSV parser (fast); a value that does not parse fails
+    with pandas' terse message, and `diagnose` re-reads as text to name the bad column.
+    """
+    layout = _LAYOUTS.get(fmt)
+    if layout:
+        sep, names = layout
+        dtype = {n: ("float64" if n == "rating" else "int64") if typed else str for n in RAW_COLUMNS}
+        ddf = dd.read_csv(str(path), sep=sep, header=None, names=names, blocksize=BLOCKSIZE,
+                          dtype={n: dtype.get(n, str) for n in names}, on_bad_lines="error")[
+            ["user_id", "item_id", "rating", "timestamp"]]
+        numeric_ids = True
+    elif fmt == "parquet":
+        ddf = _read_named(path, "parquet", columns, typed)
+        numeric_ids = all(pd.api.types.is_integer_dtype(ddf[c].dtype) for c in ("user_id", "item_id"))
     else:
-        ddf = _read_named(path, "parquet", columns)
-    numeric_ids = fmt.startswith("ml-") or _ids_look_numeric(ddf)
+        named = ColumnNames() if fmt != "csv" else columns
+        ddf = _read_named(path, "csv", named, typed)
+        numeric_ids = fmt != "csv" or _csv_ids_look_numeric(path, named)
     meta = pd.DataFrame(
         {
             "user_id": pd.Series(dtype="int64" if numeric_ids else object),
@@ -114,14 +121,28 @@ def read_ratings(path: Path, fmt: str, columns: ColumnNames = ColumnNames()) -> 
     return ddf.map_partitions(normalise_partition, numeric_ids, meta=meta)
 
 
-def _read_delimited(path: Path, sep: str, names: list[str]) -> dd.DataFrame:
-    return dd.read_csv(
-        str(path), sep=sep, header=None, names=names, blocksize=BLOCKSIZE, dtype=str,
-        on_bad_lines="error",
-    )
+def diagnose(path: Path, fmt: str, columns: ColumnNames = ColumnNames()) -> None:
+    """Re-read as text, one partition at a time, and raise the UserError naming the bad value."""
+    for part in read_ratings(path, fmt, columns, typed=False).to_delayed():
+        part.compute(scheduler="synchronous")
 
 
-def _read_named(path: Path, kind: str, columns: ColumnNames) -> dd.DataFrame:
+# MovieLens layouts without a header: separator and column names. '::' would need pandas'
+# slow python engine; splitting on ':' leaves empty columns between fields and keeps the C parser.
+_LAYOUTS = {
+    "ml-100k": ("\t", ["user_id", "item_id", "rating", "timestamp"]),
+    "ml-1m": (":", ["user_id", "_a", "item_id", "_b", "rating", "_c", "timestamp"]),
+    "ml-10m": (":", ["user_id", "_a", "item_id", "_b", "rating", "_c", "timestamp"]),
+}
+
+
+def _csv_ids_look_numeric(path: Path, columns: ColumnNames) -> bool:
+    """Integer ids stay integers; anything else (hashes, names) is kept as strings."""
+    head = pd.read_csv(path, nrows=1000, dtype=str, usecols=[columns.user, columns.item])
+    return all(pd.to_numeric(head[c], errors="coerce").notna().all() for c in head)
+
+
+def _read_named(path: Path, kind: str, columns: ColumnNames, typed: bool) -> dd.DataFrame:
     wanted = {"user_id": columns.user, "item_id": columns.item, "timestamp": columns.timestamp}
     if columns.rating:
         wanted["rating"] = columns.rating
@@ -148,7 +169,13 @@ def _read_named(path: Path, kind: str, columns: ColumnNames) -> dd.DataFrame:
                 f"name it with --{role.replace('_id', '')}-col"
             )
     if kind == "csv":
-        ddf = dd.read_csv(str(path), usecols=list(wanted.values()), blocksize=BLOCKSIZE, dtype=str)
+        dtype = str
+        if typed:  # numbers where the first rows are numbers; a later odd value sends us to diagnose()
+            sample = pd.read_csv(path, nrows=1000, dtype=str, usecols=list(wanted.values()))
+            dtype = {name: ("float64" if role == "rating" else "int64")
+                     if pd.to_numeric(sample[name], errors="coerce").notna().all() else str
+                     for role, name in wanted.items()}
+        ddf = dd.read_csv(str(path), usecols=list(wanted.values()), blocksize=BLOCKSIZE, dtype=dtype)
     else:
         ddf = dd.read_parquet(str(path), columns=list(wanted.values()))
     ddf = ddf.rename(columns={v: k for k, v in wanted.items()})
@@ -201,7 +228,35 @@ def _to_timestamp(values: pd.Series) -> pd.Series:
     return (dates.astype("int64") // 1_000_000_000).astype("int64")
 
 
-def _ids_look_numeric(ddf: dd.DataFrame) -> bool:
-    """Integer ids stay integers; anything else (hashes, names) is kept as strings."""
-    head = ddf[["user_id", "item_id"]].head(1000, npartitions=1)
-    return all(pd.to_numeric(head[c], errors="coerce").notna().all() for c in head)
+
+def stage_ratings(path: Path, fmt: str, columns: ColumnNames, target: Path, min_rating: float | None = None,
+                  client=None, quiet: bool = False) -> int:
+    """Parse the raw file once into typed parquet under `target`; returns the row count.
+
+    Later passes (fit, transform) read this parquet instead of re-parsing text. A parse
+    failure is re-diagnosed as text so the error names the column and the value.
+    """
+    import pyarrow.parquet as pq
+
+    from .progress import compute_with_progress
+
+    try:  # dask parses a sample while building the graph, so reading can fail here too
+        raw = read_ratings(path, fmt, columns)
+        if min_rating is not None:
+            raw = raw[raw["rating"] >= min_rating]
+        compute_with_progress(raw.to_parquet(str(target), write_index=False, compute=False,
+                                             name_function=staged_name), client=client, quiet=quiet)
+    except UserError:
+        raise
+    except (ValueError, TypeError):
+        diagnose(path, fmt, columns)
+        raise
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in staged_files(target))
+
+
+def staged_name(index: int) -> str:
+    return f"part_{index:05d}.parquet"  # zero-padded: file order is row order
+
+
+def staged_files(target: Path) -> list[str]:
+    return sorted(str(f) for f in Path(target).glob("part_*.parquet"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from .atomic import atomic_dir
@@ -9,7 +10,7 @@ from .cluster import dask_client, resolve_device
 from .errors import UserError
 from .feature_spec import encoded_spec
 from .progress import StageLog, compute_with_progress
-from .readers import ColumnNames, read_ratings, resolve_input
+from .readers import ColumnNames, resolve_input, stage_ratings, staged_files
 from .workflow import LABEL, OOV_INDEX, cardinalities
 
 OUTPUT_COLUMNS = ["user_id", "item_id", LABEL, "timestamp", "rating"]
@@ -41,14 +42,16 @@ def transform(workflow_dir, input_path, output, fmt="auto", columns=ColumnNames(
     with dask_client(device, None, None), atomic_dir(output, overwrite) as out:
         with log.stage("transform", f"applying {workflow_dir} to {input_path}"):
             path, fmt = resolve_input(input_path, fmt, out / "_scratch")
-            raw = read_ratings(path, fmt, columns)
-            encoded = workflow.transform(nvt.Dataset(raw, cpu=device == "cpu")).to_ddf()[OUTPUT_COLUMNS]
+            stage_ratings(path, fmt, columns, out / "_scratch" / "raw", quiet=quiet)
+            dataset = nvt.Dataset(staged_files(out / "_scratch" / "raw"), engine="parquet", cpu=device == "cpu")
+            encoded = workflow.transform(dataset).to_ddf()[OUTPUT_COLUMNS]
             (out / "data").mkdir()
             import dask
 
             tasks = [dask.delayed(_write)(part, out / "data" / f"part_{i:05d}.parquet")
                      for i, part in enumerate(encoded.to_delayed())]
             counts = compute_with_progress(*tasks, quiet=quiet)
+            shutil.rmtree(out / "_scratch")
         rows = sum(c["rows"] for c in counts)
         if rows == 0:
             raise UserError(f"{input_path} holds no interactions")

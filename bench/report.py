@@ -1,0 +1,113 @@
+"""Render bench/results/*.json into BENCHMARKS.md (tables) and bench/results/*.png (curves)."""
+from __future__ import annotations
+
+import json
+
+from .common import RESULTS, ROOT
+
+NOTES = ROOT / "bench" / "NOTES.md"  # hand-written: the optimisation log, kept below the tables
+
+
+def _load(name):
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _machine(payload) -> str:
+    m = payload["machine"]
+    mode = "quick" if payload.get("quick") else "full"
+    return (f"*{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, commit {m['commit']}, "
+            f"{mode} mode.*")
+
+
+def _table(header, rows) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(str, r)) + " |" for r in rows), ""]
+
+
+def etl_section(p) -> list[str]:
+    rows = [(f"{r['rows']:,}", f"{r['users']:,} / {r['items']:,}", f"{r['nvtabular']['seconds']:.1f}",
+             f"{r['nvtabular']['rows_per_s'] / 1e6:.2f}M", f"{r['nvtabular']['peak_rss_mib']:,.0f}",
+             f"{r['pandas']['seconds']:.1f}", f"{r['pandas']['peak_rss_mib']:,.0f}", f"{r['time_ratio_vs_pandas']:.2f}")
+            for r in p["results"]]
+    return ["## ETL: `etl prepare` vs plain pandas (`bench/etl.py`)", _machine(p), "",
+            "Synthetic ml-20m-layout CSV in, train/test parquet out (100 negatives per test user). "
+            f"Median of {p['results'][0]['nvtabular']['runs']} run(s); peak RSS is the whole process tree.", "",
+            *_table(["rows", "users / items", "NVTabular s", "rows/s", "peak RSS MiB", "pandas s",
+                     "pandas RSS MiB", "time ÷ pandas"], rows)]
+
+
+def train_section(p) -> list[str]:
+    r = p["results"]
+    rows = [(name, f"{r[name]['fp32']['samples_per_s'] / 1e3:,.0f}k", f"{r[name]['amp']['samples_per_s'] / 1e3:,.0f}k",
+             f"{r[name]['naive_fp32']['samples_per_s'] / 1e3:,.0f}k", f"{r[name]['speedup_vs_naive']:.1f}×",
+             f"{r[name]['fp32']['peak_rss_mib']:,.0f}") for name in ("ml-1m", "ml-20m")]
+    t = r["time_to_hr"]
+    return ["## Training samples/s (`bench/train.py`)", _machine(p), "",
+            f"DLE architecture ({p['architecture']}), batch {p['batch_size']:,} samples (4 negatives per positive), "
+            "one process, samples/s over the timed steps (evaluation excluded). Naive = map-style Dataset + "
+            "DataLoader with CPU negatives, same model.", "",
+            *_table(["tables", "ours fp32", "ours --amp (bf16)", "naive fp32", "ours ÷ naive", "peak RSS MiB"], rows),
+            f"Time to HR@10 ≥ {t['target_hr']} with the default flags on synthetic ml-1m: "
+            f"**{t['seconds_to_target']:.0f} s** (epoch {t['epoch_reached']}); best HR@10 {t['best_hr']:.3f} vs "
+            f"TopPop {t['toppop_hr']:.3f}.", ""] if t["seconds_to_target"] else \
+        ["## Training samples/s (`bench/train.py`)", _machine(p), "",
+         *_table(["tables", "ours fp32", "ours --amp (bf16)", "naive fp32", "ours ÷ naive", "peak RSS MiB"], rows),
+         f"HR@10 target {t['target_hr']} not reached (best {t['best_hr']:.3f}).", ""]
+
+
+def loader_section(p) -> list[str]:
+    rows = [(f"{r['batch']:,}", f"{r['ours'] / 1e6:.2f}M", f"{r['batch_sampler'] / 1e6:.2f}M",
+             f"{r['per_item'] / 1e6:.3f}M", f"{r['speedup_vs_per_item']:.0f}×", f"{100 * r['loader_share_of_step']:.0f}%")
+            for r in p["results"]]
+    return ["## Loader rows/s (`bench/loader.py`)", _machine(p), "",
+            "Rows (positives + negatives) per second at ml-20m table sizes; ours = NVTabular TorchAsyncItr + "
+            "on-device negatives. Share = loader time ÷ (loader + one fp32 DLE training step) at that batch.", "",
+            *_table(["batch", "ours", "DataLoader batch-sampler", "DataLoader per-item", "ours ÷ per-item",
+                     "loader share of step"], rows)]
+
+
+def scale_section(p) -> list[str]:
+    etl_rows = [(f"{r['rows']:,}", f"{r['seconds']:.1f}", f"{r['time_per_row_vs_smallest']:.2f}",
+                 f"{r['peak_rss_mib']:,.0f}", f"{r['rss_vs_smallest']:.2f}") for r in p["etl"]]
+    train_rows = [(f"{r['rows']:,}", f"{r['users']:,} / {r['items']:,}", f"{r['samples_per_s'] / 1e3:,.0f}k",
+                   f"{r['peak_rss_mib']:,.0f}") for r in p["training"]]
+    _plot_scale(p)
+    return ["## Scale (`bench/scale.py`)", _machine(p), "",
+            "ETL from synthetic parquet; time per row and peak RSS relative to the smallest size.", "",
+            *_table(["rows", "ETL s", "time/row vs smallest", "peak RSS MiB", "RSS vs smallest"], etl_rows),
+            "Training (DLE architecture, fp32) with the same tables and more interactions:", "",
+            *_table(["rows", "users / items", "samples/s", "peak RSS MiB"], train_rows),
+            "![ETL scaling](bench/results/scale.png)", ""]
+
+
+def _plot_scale(p) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.4))
+    left, right = fig.subplots(1, 2)
+    rows = [r["rows"] / 1e6 for r in p["etl"]]
+    left.plot(rows, [r["seconds"] for r in p["etl"]], marker="o")
+    left.set(title="ETL wall time", xlabel="rows (millions)", ylabel="seconds")
+    right.plot(rows, [r["peak_rss_mib"] for r in p["etl"]], marker="o")
+    right.set(title="ETL peak RSS", xlabel="rows (millions)", ylabel="MiB", ylim=(0, None))
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scale.png", dpi=100)
+
+
+SECTIONS = {"etl": etl_section, "train": train_section, "loader": loader_section, "scale": scale_section}
+
+
+def write():
+    lines = ["# Benchmarks", "",
+             "Generated by `make bench` (or `make bench-quick`) from `bench/results/*.json`; do not edit the "
+             "tables by hand. Every number comes from the command named in its heading.", ""]
+    for name, render in SECTIONS.items():
+        payload = _load(name)
+        if payload:
+            lines += render(payload)
+    if NOTES.exists():
+        lines += [NOTES.read_text()]
+    path = ROOT / "BENCHMARKS.md"
+    path.write_text("\n".join(lines))
+    return path
