@@ -17,7 +17,7 @@ def etl_point(rows: int) -> dict:
 
 def training_point(data, steps: int) -> dict:
     result = run_measured(python("-m", "training", "--data", data, "-e", "1", "--steps_per_epoch", steps,
-                                 "-b", 65536, *DLE_ARCH))
+                                 "-b", 65536, "--no_eval", *DLE_ARCH))
     return {"samples_per_s": summary_of(result)["train_throughput"], "peak_rss_mib": result["peak_rss_mib"]}
 
 

@@ -27,7 +27,7 @@ def summary_of(result: dict) -> dict:
 
 def throughput(data, steps: int, extra=(), repeats: int = 1) -> dict:
     runs = [run_measured(python("-m", "training", "--data", data, "-e", "1", "--steps_per_epoch", steps, "-b", 65536,
-                                *DLE_ARCH, *extra)) for _ in range(repeats)]
+                                "--no_eval", *DLE_ARCH, *extra)) for _ in range(repeats)]
     return {"samples_per_s": median(summary_of(r)["train_throughput"] for r in runs),
             "peak_rss_mib": median(r["peak_rss_mib"] for r in runs)}
 
@@ -60,6 +60,7 @@ def run(quick: bool) -> dict:
         results[name] = {
             "fp32": throughput(data, steps, repeats=repeats),
             "amp": throughput(data, max(2, steps // 4), ["--amp"], repeats=1),
+            "fp32_dropout": throughput(data, steps, ["--dropout", "0.5"], repeats=1),
             "naive_fp32": naive(data, max(2, steps // 2)),
         }
         results[name]["speedup_vs_naive"] = results[name]["fp32"]["samples_per_s"] / \

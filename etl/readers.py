@@ -18,7 +18,7 @@ RAW_COLUMNS = ["user_id", "item_id", "timestamp", "rating"]
 FORMATS = ("auto", "ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "csv", "parquet")
 # The file that holds the ratings in each MovieLens release, and the format it implies.
 RATINGS_FILES = {"u.data": "ml-100k", "ratings.dat": "ml-1m", "ratings.csv": "ml-20m"}
-BLOCKSIZE = "128MB"
+BLOCKSIZE = "32MB"  # ~1M rows per partition: both cores busy, bounded memory
 
 
 @dataclass(frozen=True)

@@ -32,3 +32,18 @@ def test_initialisation_statistics():
 def test_rejects_odd_first_layer():
     with pytest.raises(ValueError, match="even"):
         NeuMF(5, 5, mlp_layer_sizes=(15, 8))
+
+
+def test_cpu_dropout_keeps_the_expectation_and_rate():
+    from training.model import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(1000, 500, requires_grad=True)
+    y = dropout(x, 0.5, training=True)
+    assert abs((y == 0).float().mean().item() - 0.5) < 0.01
+    assert abs(y.mean().item() - 1.0) < 0.01 and set(y.unique().tolist()) == {0.0, 2.0}
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient flows through kept units only, scaled
+    assert torch.equal(dropout(x, 0.5, training=False), x)
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, 0.5, training=True), y)  # seeded: resume stays exact

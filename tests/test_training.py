@@ -33,13 +33,15 @@ def test_learns_the_byo_dataset_far_above_toppop(tmp_path):
     folder = write_byo_dataset(tmp_path / "byo")
     log = tmp_path / "run" / "log.jsonl"
     summary = train("--data", folder, "-e", "8", "-b", "300", "-f", "8", "--layers", "16", "8", "-l", "0.02",
-                    "-k", "2", "--threshold", "0.99", "--checkpoint_dir", tmp_path / "ckpt", "--log_path", log)
+                    "-k", "2", "--threshold", "0.99", "--checkpoint_dir", tmp_path / "ckpt", "--log_path", log,
+                    "--tensorboard", tmp_path / "tb")
     assert summary["best_hr"] > summary["toppop_hr"] + 0.3, summary
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(len(records)))
     assert len(records) == 8 or records[-1]["hr"] >= 0.99  # --threshold stops early
     assert {"loss", "hr", "ndcg", "train_throughput", "eval_throughput", "train_seconds"} <= set(records[0])
     assert (tmp_path / "run" / "log.png").stat().st_size > 0
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     for key in ("best_hr", "best_ndcg", "best_epoch", "train_throughput", "eval_throughput", "time_to_best"):
         assert summary[key] is not None
     # --mode test on the best checkpoint reproduces the best HR

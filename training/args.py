@@ -19,7 +19,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--epochs", type=int, default=10)
     p.add_argument("-b", "--batch_size", type=int, default=65536,
                    help="samples per optimizer step over all ranks, negatives included")
-    p.add_argument("--valid_batch_size", type=int, default=2**20, help="samples per evaluation forward pass")
+    p.add_argument("--valid_batch_size", type=int, default=2**18,
+                   help="samples per evaluation forward pass (memory grows with it)")
     p.add_argument("-f", "--factors", type=int, default=32, help="GMF factors")
     p.add_argument("--layers", type=int, nargs="+", default=[128, 64, 32], help="MLP layer sizes")
     p.add_argument("--model", choices=VARIANTS, default="neumf")
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--grads_accumulated", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each epoch (benchmarks, smoke runs)")
+    p.add_argument("--no_eval", action="store_true", help="skip evaluation (throughput benchmarks)")
     p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
     p.add_argument("--checkpoint_dir", type=Path, help="write model.pth (best HR) and last.pth here")
     p.add_argument("--load_checkpoint_path", type=Path, help="model to evaluate (--mode test)")

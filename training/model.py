@@ -9,6 +9,21 @@ from torch import nn
 VARIANTS = ("neumf", "gmf", "mlp")
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout. On CPU, torch's Bernoulli mask costs ~20 ns per element (more than the
+    MLP's matmuls at p=0.5); random bytes from one int64 draw per 8 elements are ~20x cheaper.
+    The CPU path rounds p to a multiple of 1/256 (exact for 0.5, 0.25, ...)."""
+    if not training or p == 0:
+        return x
+    if x.is_cuda:
+        return nn.functional.dropout(x, p, True)
+    n = x.numel()
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64, device=x.device)
+    drop_below = round(p * 256)
+    keep = words.view(torch.uint8)[:n].view(x.shape) >= drop_below
+    return x * keep * (256.0 / (256 - drop_below))
+
+
 def lecun_uniform_(layer: nn.Linear) -> None:
     limit = math.sqrt(3.0 / layer.in_features)
     nn.init.uniform_(layer.weight, -limit, limit)
@@ -70,7 +85,6 @@ class NeuMF(nn.Module):
             x = torch.cat([self.mlp_user_embed(users), self.mlp_item_embed(items)], dim=-1)
             for layer in self.mlp:
                 x = torch.relu(layer(x))
-                if self.dropout:
-                    x = nn.functional.dropout(x, self.dropout, self.training)
+                x = dropout(x, self.dropout, self.training)
             branches.append(x)
         return self.final(torch.cat(branches, dim=-1) if len(branches) > 1 else branches[0]).squeeze(-1)

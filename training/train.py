@@ -91,8 +91,8 @@ class Trainer:
         self.args, self.dist = args, dist
         self.report = EpochReport(args, dist)
         self.spec = load_spec(args, ("train",))
-        has_test = "test" in self.spec.source_spec
-        if not has_test:
+        has_test = "test" in self.spec.source_spec and not args.no_eval
+        if "test" not in self.spec.source_spec:
             self.report.say("note: the FeatureSpec has no test mapping; training without evaluation")
         self.cards = cardinalities(self.spec)
         # --init_from continues someone's model: its architecture wins over the flags.
