@@ -7,7 +7,6 @@ import json
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 

@@ -1,7 +1,6 @@
 """Reuse on new data: `etl transform` with a saved workflow, continued training, recommendations."""
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
