@@ -177,7 +177,8 @@ def _read_named(path: Path, kind: str, columns: ColumnNames, typed: bool) -> dd.
                      for role, name in wanted.items()}
         ddf = dd.read_csv(str(path), usecols=list(wanted.values()), blocksize=BLOCKSIZE, dtype=dtype)
     else:
-        ddf = dd.read_parquet(str(path), columns=list(wanted.values()))
+        # one partition per row group: a single large file must not become a single partition
+        ddf = dd.read_parquet(str(path), columns=list(wanted.values()), split_row_groups=True)
     ddf = ddf.rename(columns={v: k for k, v in wanted.items()})
     if "rating" not in wanted:
         ddf["rating"] = 1.0
