@@ -32,7 +32,8 @@ RUN python -m venv .venv && pip install 'pip<25'
 COPY requirements/ requirements/
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements/dev.txt
 
-COPY Makefile pyproject.toml README.md ./
+# The Docker files too: `make test` inside the image checks them.
+COPY Makefile pyproject.toml README.md Dockerfile docker-compose.yml ./
 COPY etl/ etl/
 COPY training/ training/
 COPY tests/ tests/

@@ -219,16 +219,6 @@ def csv_has_header(chunk: dict, path: str) -> bool:
         return handle.readline().strip().split(",") == list(chunk["features"])
 
 
-def count_rows(chunk: dict, path: str) -> int:
-    if chunk["type"] == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    with open(path, "rb") as handle:
-        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b""))
-    return lines - int(csv_has_header(chunk, path))
-
-
 def encoded_spec(directory: Path, cardinalities: dict, folders: dict, samples_per_series: int | None = None):
     """The spec of data our ETL wrote: user_id/item_id/label parquet, one chunk per mapping.
 

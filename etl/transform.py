@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from .atomic import atomic_dir
-from .cluster import dask_client, resolve_device
+from .cluster import resolve_device
 from .errors import UserError
 from .feature_spec import encoded_spec
 from .progress import StageLog, compute_with_progress
@@ -39,7 +39,7 @@ def transform(workflow_dir, input_path, output, fmt="auto", columns=ColumnNames(
     workflow = load_workflow(workflow_dir)
     cards = cardinalities(workflow)
     output = Path(output)
-    with dask_client(device, None, None), atomic_dir(output, overwrite) as out:
+    with atomic_dir(output, overwrite) as out:
         with log.stage("transform", f"applying {workflow_dir} to {input_path}"):
             path, fmt = resolve_input(input_path, fmt, out / "_scratch")
             stage_ratings(path, fmt, columns, out / "_scratch" / "raw", quiet=quiet)

@@ -20,19 +20,12 @@ def _expect(frame):
     assert str(frame["timestamp"].dtype) == "int64" and str(frame["rating"].dtype) == "float32"
 
 
-def test_ml_100k_tab_separated(tmp_path):
-    path = tmp_path / "u.data"
-    path.write_text("".join(f"{u}\t{i}\t{int(r)}\t{t}\n" for u, i, r, t in ROWS))
-    fmt, frame = _read(path, tmp_path)
-    assert fmt == "ml-100k"
-    _expect(frame)
-
-
-def test_ml_1m_double_colon(tmp_path):
-    path = tmp_path / "ratings.dat"
-    path.write_text("".join(f"{u}::{i}::{int(r)}::{t}\n" for u, i, r, t in ROWS))
-    fmt, frame = _read(path, tmp_path)
-    assert fmt == "ml-1m"
+@pytest.mark.parametrize("name, sep, fmt", [("u.data", "\t", "ml-100k"), ("ratings.dat", "::", "ml-1m")])
+def test_movielens_files_without_header(tmp_path, name, sep, fmt):
+    path = tmp_path / name
+    path.write_text("".join(sep.join(map(str, (u, i, int(r), t))) + "\n" for u, i, r, t in ROWS))
+    detected, frame = _read(path, tmp_path)
+    assert detected == fmt
     _expect(frame)
 
 
