@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
-from etl.feature_spec import FeatureSpec
-from training.data import TrainStream
-from training.distributed import Dist
-from training.model import NeuMF
+from contract.feature_spec import FeatureSpec
+from training.data.pairs import TrainStream
+from training.models.neumf import NeuMF
+from training.runtime import Runtime
 
 from .common import save
 from .train import prepared
@@ -49,7 +49,7 @@ def rows_per_s(batches, budget_s: float) -> float:
 
 
 def ours(spec, batch: int, budget_s: float) -> float:
-    stream = TrainStream(spec, batch // (1 + NEGATIVES), NEGATIVES, Dist(), seed=0)
+    stream = TrainStream(spec, batch // (1 + NEGATIVES), NEGATIVES, Runtime(), seed=0)
     try:
         return rows_per_s(((u, i) for u, i, _ in stream.epoch(0)), budget_s)
     finally:

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from etl.feature_spec import FeatureSpec
-from training.model import NeuMF
+from contract.feature_spec import FeatureSpec
+from training.models.neumf import NeuMF
 
 
 class Positives(Dataset):

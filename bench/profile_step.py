@@ -9,8 +9,8 @@ import time
 
 import torch
 
-from training.model import NeuMF
-from training.train import adam
+from training.models.neumf import NeuMF
+from training.optim import adam
 
 
 def main(argv=None) -> None:
@@ -26,7 +26,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.manual_seed(0)
     model = NeuMF(args.users, args.items, args.factors, args.layers, args.dropout)
-    optimizer = adam(model, argparse.Namespace(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8))
+    optimizer = adam(model.parameters(), 1e-3)
     users = torch.randint(0, args.users, (args.batch,))
     items = torch.randint(0, args.items, (args.batch,))
     labels = torch.rand(args.batch).round()

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .errors import UserError
+from contract.errors import UserError, print_error
 from .readers import FORMATS, ColumnNames
 
 
@@ -96,20 +96,10 @@ def main(argv=None) -> int:
     try:
         run(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return print_error(exc)
     except (UnicodeDecodeError, OSError, ValueError) as exc:  # parse errors surfacing from Dask tasks
-        print(f"error: cannot read input: {root_cause(exc)}", file=sys.stderr)
-        return 2
+        return print_error(exc, "cannot read input: ")
     return 0
-
-
-def root_cause(exc: BaseException) -> str:
-    """The first line of the innermost cause: Dask wraps the pandas error that names the problem."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

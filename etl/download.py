@@ -6,8 +6,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .atomic import atomic_file
-from .errors import UserError
+from contract.atomic import atomic_file
+from contract.errors import UserError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 # MD5 sums as published by GroupLens next to each zip (<name>.zip.md5).

@@ -7,14 +7,16 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_dir, refuse_existing
-from .cluster import dask_client, resolve_device
-from .errors import UserError
-from .feature_spec import encoded_spec
+from contract.atomic import atomic_dir, refuse_existing
+from contract.errors import UserError
+
+from .backend import dask_client, resolve_device, to_host
+from .output_spec import encoded_spec, encoding_metadata
+from .pipeline import RawInput, encode, stage
 from .progress import StageLog, compute_with_progress
-from .readers import ColumnNames, resolve_input, stage_ratings, staged_files
+from .readers import ColumnNames
 from .split import split_partition
-from .workflow import build_workflow, cardinalities
+from .workflow import FIRST_ID, build_workflow, fitted_cardinalities
 
 # Train partitions come in multiples of this so 1, 2, 4 or 8 ranks get equal shares.
 PARTITION_MULTIPLE = 8
@@ -48,7 +50,7 @@ class PrepareConfig:
 
 def write_partition(df, index: int, out: Path, item_cardinality: int, negatives: int, seed: int):
     """Split one user-complete partition and write its train and test files."""
-    train, test, counts = split_partition(df, item_cardinality, negatives, seed)
+    train, test, counts = split_partition(to_host(df), item_cardinality, negatives, seed)
     for name, frame in (("train", train), ("test", test)):
         if len(frame):
             frame.to_parquet(out / name / f"part_{index:05d}.parquet", index=False)
@@ -56,8 +58,6 @@ def write_partition(df, index: int, out: Path, item_cardinality: int, negatives:
 
 
 def prepare(cfg: PrepareConfig) -> dict:
-    import nvtabular as nvt
-
     log = StageLog(cfg.quiet)
     device = resolve_device(cfg.device)
     refuse_existing(cfg.workflow_dir, cfg.overwrite)
@@ -66,19 +66,17 @@ def prepare(cfg: PrepareConfig) -> dict:
             atomic_dir(cfg.output, cfg.overwrite) as out:
         scratch = out / "_scratch"
         with log.stage("read", f"reading {cfg.input} ({cfg.format}) into typed parquet"):
-            path, fmt = resolve_input(cfg.input, cfg.format, scratch)
-            rows = stage_ratings(path, fmt, cfg.columns, scratch / "raw", cfg.min_rating, client, cfg.quiet)
-            if rows == 0:
-                raise UserError(f"{cfg.input} holds no interactions"
-                                + (" at or above --min-rating" if cfg.min_rating is not None else ""))
-            dataset = nvt.Dataset(staged_files(scratch / "raw"), engine="parquet", cpu=device == "cpu")
-        with log.stage("fit", "fitting the NVTabular workflow (Categorify user and item ids)"):
+            dataset, fmt = stage(RawInput(cfg.input, cfg.format, cfg.columns), scratch, device, client, cfg.quiet)
+        with log.stage("fit", "fitting the NVTabular workflow (positives, Categorify user and item ids)"):
             workflow = build_workflow(scratch / "vocab", cfg.min_rating)
             workflow.fit(dataset)
-            cards = cardinalities(workflow)
-            log.say(f"  users: {cards['user_id'] - 3:,}  items: {cards['item_id'] - 3:,}")
+            cards = fitted_cardinalities(workflow)
+            users, items = cards["user_id"] - FIRST_ID, cards["item_id"] - FIRST_ID
+            if users == 0:
+                raise UserError(f"{cfg.input} holds no interactions at or above --min-rating {cfg.min_rating}")
+            log.say(f"  users: {users:,}  items: {items:,}")
         with log.stage("split", "dedup, leave-latest-out split, verified negatives, parquet"):
-            encoded = workflow.transform(dataset).to_ddf()
+            encoded = encode(workflow, dataset)
             nparts = cfg.partitions or PARTITION_MULTIPLE * math.ceil(encoded.npartitions / PARTITION_MULTIPLE)
             # The local scheduler's disk shuffle spills (100M rows: 2.3 GB peak RSS vs 4.9 GB in memory);
             # a distributed cluster shuffles between its workers.
@@ -99,11 +97,11 @@ def prepare(cfg: PrepareConfig) -> dict:
         with log.stage("save", f"saving the workflow to {cfg.workflow_dir}"):
             workflow.save(str(workflow_tmp))
             shutil.rmtree(scratch)
-            spec = encoded_spec(out, cards, {"train": "train", "test": "test"}, cfg.negatives + 1)
+            encoding = encoding_metadata(cfg.workflow_dir, cfg.output, saved_at=workflow_tmp)
+            spec = encoded_spec(out, cards, {"train": "train", "test": "test"}, encoding, cfg.negatives + 1)
             spec.to_yaml(out / "feature_spec.yaml")
         stats = {
-            "input": str(cfg.input), "format": fmt, "device": device,
-            "users": cards["user_id"] - 3, "items": cards["item_id"] - 3,
+            "input": str(cfg.input), "format": fmt, "device": device, "users": users, "items": items,
             "cardinalities": cards, **totals,
             "negatives_per_series": cfg.negatives, "min_rating": cfg.min_rating, "seed": cfg.seed,
             "train_partitions": len(spec.source_spec["train"][0]["files"]),
@@ -112,7 +110,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         (out / "stats.json").write_text(json.dumps(stats, indent=2))
     log.say(
         f"prepared {cfg.output}: {totals['train_rows']:,} train rows, {totals['test_series']:,} test series "
-        f"x {cfg.negatives + 1}, {stats['users']:,} users, {stats['items']:,} items, "
+        f"x {cfg.negatives + 1}, {users:,} users, {items:,} items, "
         f"{totals['duplicates_dropped']:,} duplicates dropped, {log.total:.1f}s"
     )
     return stats

@@ -12,7 +12,7 @@ from pathlib import Path
 import dask.dataframe as dd
 import pandas as pd
 
-from .errors import UserError
+from contract.errors import UserError
 
 RAW_COLUMNS = ["user_id", "item_id", "timestamp", "rating"]
 FORMATS = ("auto", "ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "csv", "parquet")
@@ -229,9 +229,7 @@ def _to_timestamp(values: pd.Series) -> pd.Series:
     return (dates.astype("int64") // 1_000_000_000).astype("int64")
 
 
-
-def stage_ratings(path: Path, fmt: str, columns: ColumnNames, target: Path, min_rating: float | None = None,
-                  client=None, quiet: bool = False) -> int:
+def stage_ratings(path: Path, fmt: str, columns: ColumnNames, target: Path, client=None, quiet: bool = False) -> int:
     """Parse the raw file once into typed parquet under `target`; returns the row count.
 
     Later passes (fit, transform) read this parquet instead of re-parsing text. A parse
@@ -243,8 +241,6 @@ def stage_ratings(path: Path, fmt: str, columns: ColumnNames, target: Path, min_
 
     try:  # dask parses a sample while building the graph, so reading can fail here too
         raw = read_ratings(path, fmt, columns)
-        if min_rating is not None:
-            raw = raw[raw["rating"] >= min_rating]
         compute_with_progress(raw.to_parquet(str(target), write_index=False, compute=False,
                                              name_function=staged_name), client=client, quiet=quiet)
     except UserError:

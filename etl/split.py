@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from contract.errors import UserError
 from .workflow import FIRST_ID
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -106,8 +106,6 @@ def sample_negatives(test_users, all_users, all_items, cardinality: int, n: int,
 
 def split_partition(df, item_cardinality: int, negatives: int, seed: int):
     """(train, test, counts) for one user-complete partition of the encoded data."""
-    if hasattr(df, "to_pandas"):  # cuDF partition on the GPU path: the split runs on host
-        df = df.to_pandas()
     users = df["user_id"].to_numpy(np.int64)
     items = df["item_id"].to_numpy(np.int64)
     train_u, train_i, test_u, test_i, dropped = dedup_and_split(users, items, df["timestamp"].to_numpy())

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_file
-from .errors import UserError
+from contract.atomic import atomic_file
+from contract.errors import UserError
 
 MIN_RATINGS = 20
 START = 978_300_000  # 2001-01-01, MovieLens-1M era

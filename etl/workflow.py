@@ -1,7 +1,10 @@
-"""The NVTabular Workflow: encode raw ids with Categorify and derive the implicit label.
+"""The NVTabular Workflow: keep the positives, encode raw ids with Categorify, add the label.
 
-Only named, importable callables go into the graph, so `Workflow.save` pickles them
-by reference and the saved workflow loads on NVTabular releases that refuse lambdas.
+The positive rule lives inside the workflow (a Filter op), so `prepare` and `transform`, which
+both apply the saved workflow, can never disagree about it. Only named, importable callables
+go into the graph, so `Workflow.save` pickles them by reference and the saved workflow loads
+on NVTabular releases that refuse lambdas. Loading a workflow runs pickled code: only load
+folders you trust.
 """
 from __future__ import annotations
 
@@ -9,49 +12,79 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import UserError
+from contract.vocabulary import vocabulary_fingerprint
+
+from .readers import RAW_COLUMNS
+
 ID_COLUMNS = ["user_id", "item_id"]
 LABEL = "label"
+ENCODED_COLUMNS = [*ID_COLUMNS, LABEL, "timestamp", "rating"]
 # NVTabular 23.08 Categorify: 0 = padding, 1 = null, 2 = out-of-vocabulary, real ids from 3.
+# Downstream never imports these: the ETL writes them into the FeatureSpec's metadata.
 OOV_INDEX = 2
 FIRST_ID = 3
 
 
 class RatingAtLeast:
-    """Implicit label: 1.0 where rating >= min_rating (every rating when min_rating is None)."""
+    """The positive rule: rating >= min_rating (every interaction when min_rating is None)."""
 
     def __init__(self, min_rating: float | None):
         self.min_rating = min_rating
 
-    def __call__(self, rating):
+    def __call__(self, df):
         if self.min_rating is None:
-            return (rating * 0 + 1).astype(np.float32)
-        return (rating >= self.min_rating).astype(np.float32)
+            return df["rating"] == df["rating"]  # all True, on pandas and cuDF alike
+        return df["rating"] >= self.min_rating
+
+
+class Ones:
+    """The implicit label of a kept row: 1.0."""
+
+    def __call__(self, column):
+        return (column * 0 + 1).astype(np.float32)
 
 
 def build_workflow(vocab_dir: Path, min_rating: float | None):
     import nvtabular as nvt
     from nvtabular import ops
 
+    positives = RAW_COLUMNS >> ops.Filter(RatingAtLeast(min_rating))
     # out_path keeps vocabularies out of the current directory, where two workflows
     # would overwrite each other's files (Categorify's default is "./").
-    ids = ID_COLUMNS >> ops.Categorify(out_path=str(vocab_dir), dtype=np.int64)
-    label = ["rating"] >> ops.LambdaOp(RatingAtLeast(min_rating), dtype=np.float32) >> ops.Rename(name=LABEL)
-    return nvt.Workflow(ids + label + ["timestamp", "rating"])
+    ids = positives[ID_COLUMNS] >> ops.Categorify(out_path=str(vocab_dir), dtype=np.int64)
+    label = positives["rating"] >> ops.LambdaOp(Ones(), dtype=np.float32) >> ops.Rename(name=LABEL)
+    return nvt.Workflow(ids + label + positives[["timestamp", "rating"]])
 
 
-def cardinalities(workflow) -> dict[str, int]:
-    """Embedding table sizes: unique values + the reserved indices."""
+def fitted_cardinalities(workflow) -> dict[str, int]:
+    """Embedding table sizes of the fitted id columns: unique values + the reserved indices."""
     from nvtabular.ops import get_embedding_sizes
 
     return {name: int(size[0]) for name, size in get_embedding_sizes(workflow).items()}
 
 
-def vocabulary(workflow_dir: Path, column: str):
-    """Raw values of a saved workflow's column as a Series indexed by encoded id (from FIRST_ID)."""
-    import pandas as pd
+def vocabulary_files() -> dict[str, str]:
+    """Where a saved workflow keeps each id column's vocabulary, relative to its folder."""
+    return {column: f"categories/unique.{column}.parquet" for column in ID_COLUMNS}
 
-    path = Path(workflow_dir) / "categories" / f"unique.{column}.parquet"
-    return pd.read_parquet(path)[column]
+
+def fingerprint(workflow_dir: Path) -> str:
+    return vocabulary_fingerprint(Path(workflow_dir) / f for f in vocabulary_files().values())
+
+
+def load_workflow(workflow_dir):
+    """Load a saved NVTabular workflow. It is pickled code: only load folders you trust."""
+    import nvtabular as nvt
+
+    workflow_dir = Path(workflow_dir)
+    if not (workflow_dir / "workflow.pkl").is_file() or not (workflow_dir / "metadata.json").is_file():
+        raise UserError(f"{workflow_dir} is not a saved workflow (no workflow.pkl/metadata.json); "
+                        "point --workflow at the folder that `etl prepare` wrote")
+    try:
+        return nvt.Workflow.load(str(workflow_dir))
+    except Exception as exc:  # unpickling can fail in many ways; all mean "not usable"
+        raise UserError(f"cannot load the workflow in {workflow_dir}: {type(exc).__name__}: {exc}")
 
 
 def describe(workflow) -> str:

@@ -1,2 +1,2 @@
 """NeuMF training on any dataset described by a DeepLearningExamples FeatureSpec (see README)."""
-import etl  # noqa: F401  (applies the Merlin import-warning filters)
+import contract  # noqa: F401  (applies the Merlin import-warning filters)

@@ -4,7 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .model import VARIANTS
+from .models import MODEL_NAMES
+
+
+def path(text: str) -> Path:
+    """A Path flag; an empty value would silently mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return Path(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -13,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
         description="Train or evaluate NeuMF on a dataset described by a FeatureSpec. "
         "Large-data recipe (DLE, ml-20m): -b 1048576 -l 0.0045 --beta1 0.25 --beta2 0.5 --layers 256 256 128 64",
     )
-    p.add_argument("--data", type=Path, required=True, help="DATA_DIR holding the feature spec")
+    p.add_argument("--data", type=path, required=True, help="DATA_DIR holding the feature spec")
     p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
     p.add_argument("--mode", choices=("train", "test"), default="train")
     p.add_argument("-e", "--epochs", type=int, default=10)
@@ -23,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
                    help="samples per evaluation forward pass (memory grows with it)")
     p.add_argument("-f", "--factors", type=int, default=32, help="GMF factors")
     p.add_argument("--layers", type=int, nargs="+", default=[128, 64, 32], help="MLP layer sizes")
-    p.add_argument("--model", choices=VARIANTS, default="neumf")
+    p.add_argument("--model", choices=MODEL_NAMES, default="neumf")
     p.add_argument("-n", "--negative_samples", type=int, default=4, help="negatives per positive")
     p.add_argument("-l", "--learning_rate", type=float, default=0.005)
     p.add_argument("-k", "--topk", type=int, default=10, help="K of HR@K and NDCG@K")
@@ -37,12 +44,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each epoch (benchmarks, smoke runs)")
     p.add_argument("--no_eval", action="store_true", help="skip evaluation (throughput benchmarks)")
     p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
-    p.add_argument("--checkpoint_dir", type=Path, help="write model.pth (best HR) and last.pth here")
-    p.add_argument("--load_checkpoint_path", type=Path, help="model to evaluate (--mode test)")
+    p.add_argument("--checkpoint_dir", type=path, help="write model.pth (best HR) and last.pth here")
+    p.add_argument("--load_checkpoint_path", type=path, help="model to evaluate (--mode test)")
     p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pth")
-    p.add_argument("--init_from", type=Path, help="start from these weights (e.g. to continue on new data)")
-    p.add_argument("--log_path", type=Path, help="JSON lines, one per epoch (a PNG plot is written beside it)")
-    p.add_argument("--tensorboard", type=Path, help="also write TensorBoard scalars to this folder")
+    p.add_argument("--init_from", type=path, help="start from these weights (e.g. to continue on new data)")
+    p.add_argument("--log_path", type=path, help="JSON lines, one per epoch (a PNG plot is written beside it)")
+    p.add_argument("--tensorboard", type=path, help="also write TensorBoard scalars to this folder")
     return p
 
 

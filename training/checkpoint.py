@@ -7,15 +7,11 @@ from pathlib import Path
 
 import torch
 
-from etl.atomic import atomic_file
-from etl.errors import UserError
+from contract.atomic import atomic_file
+from contract.errors import UserError
 
 BEST = "model.pth"
 LAST = "last.pth"
-
-
-def architecture(args) -> dict:
-    return {"variant": args.model, "factors": args.factors, "layers": list(args.layers)}
 
 
 def save(path: Path, payload: dict) -> None:
@@ -36,14 +32,14 @@ def load(path) -> dict:
     return payload
 
 
-def check_fits(payload: dict, path, cardinalities: dict, arch: dict | None = None) -> None:
+def check_fits(payload: dict, path, table_sizes: dict, arch: dict | None = None) -> None:
     """The checkpoint's tables and layers must match the FeatureSpec (and the requested model)."""
     meta = payload["meta"]
-    if meta["cardinalities"] != cardinalities:
+    if meta["cardinalities"] != table_sizes:
         raise UserError(
             f"checkpoint {path} was trained with user/item cardinalities "
             f"{meta['cardinalities']['users']}/{meta['cardinalities']['items']} but the FeatureSpec has "
-            f"{cardinalities['users']}/{cardinalities['items']}: it belongs to another dataset"
+            f"{table_sizes['users']}/{table_sizes['items']}: it belongs to another dataset"
         )
     if arch is not None and meta["architecture"] != arch:
         raise UserError(f"checkpoint {path} has architecture {meta['architecture']}, not the requested {arch}")

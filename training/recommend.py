@@ -15,14 +15,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from etl.atomic import atomic_file
-from etl.errors import UserError
-from etl.feature_spec import FeatureSpec
-from etl.workflow import FIRST_ID, vocabulary
+from contract.atomic import atomic_file
+from contract.errors import UserError, print_error
+from contract.feature_spec import FeatureSpec
+from contract.vocabulary import read_vocabulary, vocabulary_fingerprint
 
 from . import checkpoint
-from .data import scan_train
-from .train import build_model, cardinalities
+from .data.popularity import checked_item_counts
+from .models import build_model
+from .runtime import start_runtime
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,11 +65,11 @@ def encode_users(raw_ids: list[str], vocab: pd.Series) -> np.ndarray:
 
 
 @torch.no_grad()
-def top_items(model, users: torch.Tensor, n_items: int, seen: np.ndarray, k: int, device) -> tuple:
+def top_items(model, users: torch.Tensor, n_items: int, first_index: int, seen: np.ndarray, k: int) -> tuple:
     """Scores of every item for a batch of users, seen and reserved items masked, then top-k."""
-    items = torch.arange(n_items, device=device)
+    items = torch.arange(n_items, device=users.device)
     scores = model(users.repeat_interleave(n_items), items.repeat(len(users))).view(len(users), n_items).float()
-    scores[:, :FIRST_ID] = -torch.inf
+    scores[:, :first_index] = -torch.inf
     keys = users.cpu().numpy()[:, None] * n_items + np.arange(n_items)[None, :]
     lo = np.searchsorted(seen, keys[:, 0])
     hi = np.searchsorted(seen, keys[:, -1], side="right")
@@ -77,14 +78,24 @@ def top_items(model, users: torch.Tensor, n_items: int, seen: np.ndarray, k: int
     return torch.topk(scores, k, dim=1)
 
 
+def load_vocabularies(spec: FeatureSpec, workflow_dir: Path) -> tuple[pd.Series, pd.Series]:
+    """The user and item vocabularies of the workflow that encoded `spec`'s data (checked)."""
+    files = [spec.vocabulary_file(workflow_dir, f) for f in (spec.user_feature, spec.item_feature)]
+    user_vocab, item_vocab = (read_vocabulary(f, name) for f, name in zip(files, (spec.user_feature, spec.item_feature)))
+    if spec.workflow_id and vocabulary_fingerprint(files) != spec.workflow_id:
+        raise UserError(f"workflow {workflow_dir} did not encode {spec.base_directory} (its vocabularies differ "
+                        "from the ones recorded in the FeatureSpec): they do not belong together")
+    if len(item_vocab) + spec.first_index != spec.item_cardinality:
+        raise UserError(f"workflow {workflow_dir} has {len(item_vocab)} items but the data has "
+                        f"{spec.item_cardinality - spec.first_index}: they do not belong together")
+    return user_vocab, item_vocab
+
+
 def recommend(args) -> pd.DataFrame:
     spec = FeatureSpec.from_yaml(args.data)
     payload = checkpoint.load(args.checkpoint)
-    checkpoint.check_fits(payload, args.checkpoint, cardinalities(spec))
-    user_vocab, item_vocab = vocabulary(args.workflow, "user_id"), vocabulary(args.workflow, "item_id")
-    if len(item_vocab) + FIRST_ID != spec.item_cardinality:
-        raise UserError(f"workflow {args.workflow} has {len(item_vocab)} items but the data has "
-                        f"{spec.item_cardinality - FIRST_ID}: they do not belong together")
+    checkpoint.check_fits(payload, args.checkpoint, spec.table_sizes)
+    user_vocab, item_vocab = load_vocabularies(spec, args.workflow)
     n_items = spec.item_cardinality
     if not 1 <= args.topk <= len(item_vocab):
         raise UserError(f"--topk {args.topk} must be between 1 and the catalogue size ({len(item_vocab)} items)")
@@ -94,8 +105,8 @@ def recommend(args) -> pd.DataFrame:
     raw_users = [str(u) for u in user_vocab.to_numpy()] if args.all_users else \
         [u.strip() for u in args.users.split(",") if u.strip()]
     encoded = user_vocab.index.to_numpy() if args.all_users else encode_users(raw_users, user_vocab)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model(payload["meta"]["architecture"], cardinalities(spec), 0.0).to(device).eval()
+    device = start_runtime().device
+    model = build_model(payload["meta"]["architecture"], spec.table_sizes).to(device).eval()
     model.load_state_dict(payload["model"])
     seen = seen_keys(spec)
 
@@ -104,13 +115,14 @@ def recommend(args) -> pd.DataFrame:
     for start in tqdm(range(0, len(known), args.batch_users), desc="recommend", unit="batch", file=sys.stderr,
                       disable=not sys.stderr.isatty()):
         rows = known[start:start + args.batch_users]
-        scores, items = top_items(model, torch.from_numpy(encoded[rows]).to(device), n_items, seen, args.topk, device)
+        scores, items = top_items(model, torch.from_numpy(encoded[rows]).to(device), n_items, spec.first_index, seen,
+                                  args.topk)
         frames.append(_rows(np.asarray(raw_users, dtype=object)[rows], items.cpu().numpy(), scores.cpu().numpy(),
                             raw_items, "model"))
     unknown = np.flatnonzero(encoded < 0)
     if len(unknown):
-        popularity = scan_train(spec).astype(np.float64)
-        popularity[:FIRST_ID] = -np.inf
+        popularity = checked_item_counts(spec).astype(np.float64)
+        popularity[:spec.first_index] = -np.inf
         best = np.argsort(-popularity, kind="stable")[: args.topk]
         frames.append(_rows(np.asarray(raw_users, dtype=object)[unknown], np.tile(best, (len(unknown), 1)),
                             np.tile(popularity[best], (len(unknown), 1)), raw_items, "popularity"))
@@ -143,8 +155,7 @@ def main(argv=None) -> int:
         frame = recommend(args)
         write(frame, args.output)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return print_error(exc)
     print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
                       "popularity_fallback_users": int((frame["source"] == "popularity").sum() // args.topk)}))
     return 0

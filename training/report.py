@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import sys
 
-from .distributed import Dist
+from .runtime import Runtime
 
 
 class EpochReport:
-    def __init__(self, args, dist: Dist):
-        self.args, self.dist = args, dist
+    def __init__(self, args, runtime: Runtime):
+        self.args, self.runtime = args, runtime
         self.history: list[dict] = []
         self.best = {"best_hr": None, "best_ndcg": None, "best_epoch": None, "time_to_best": None}
         self.elapsed = 0.0
@@ -17,7 +17,7 @@ class EpochReport:
         self.writer = None
 
     def say(self, message: str) -> None:
-        if self.dist.is_main:
+        if self.runtime.is_main:
             print(message, file=sys.stderr, flush=True)
 
     # ---- checkpointed state ------------------------------------------------------------
@@ -35,14 +35,12 @@ class EpochReport:
 
     def start(self, trainer) -> None:
         params = sum(p.numel() for p in trainer.model.parameters())
-        backend = "nccl" if self.dist.device.type == "cuda" else "gloo"
+        sizes = trainer.spec.table_sizes
         self.say(
             f"training {trainer.arch['variant']} ({params / 1e6:.1f}M parameters) for users/items "
-            f"{trainer.cards['users']:,}/{trainer.cards['items']:,} on {self.dist.world} rank(s), "
-            f"{self.dist.device.type}" + (f" ({backend})" if self.dist.world > 1 else "")
-            + (", AMP" if self.args.amp else "") + f", from epoch {trainer.start_epoch}"
+            f"{sizes['users']:,}/{sizes['items']:,} on {self.runtime.describe()}, from epoch {trainer.start_epoch}"
         )
-        if self.args.tensorboard and self.dist.is_main:
+        if self.args.tensorboard and self.runtime.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.args.tensorboard))
@@ -61,7 +59,7 @@ class EpochReport:
         self.say(f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}{metrics}  "
                  f"train {record['train_throughput'] / 1e3:,.0f}k samples/s  {record['train_seconds']:.1f}s"
                  + ("  *" if improved and "hr" in record else ""))
-        if self.dist.is_main:
+        if self.runtime.is_main:
             if self.args.log_path:
                 self.args.log_path.parent.mkdir(parents=True, exist_ok=True)
                 with open(self.args.log_path, "a") as log:
@@ -84,7 +82,7 @@ class EpochReport:
             **self.baseline_metrics,
             "k": self.args.topk,
         }
-        if self.dist.is_main and self.args.log_path and runs:
+        if self.runtime.is_main and self.args.log_path and runs:
             from .plots import plot_history
 
             out["plot"] = str(plot_history(runs, self.args.log_path.with_suffix(".png"), self.args.topk))

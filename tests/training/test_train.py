@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from etl.feature_spec import FeatureSpec
-from training.data import TrainStream
-from training.distributed import Dist
+from contract.feature_spec import FeatureSpec
+from training.data.pairs import TrainStream
+from training.runtime import Runtime
 
-from .byo import write_byo_dataset
-from .conftest import run_module
+from ..helpers import write_byo_dataset
+from ..helpers import run_module
 
 SMALL = ["-b", "4096", "-f", "8", "--layers", "16", "8", "-l", "0.01"]
 
@@ -80,7 +80,7 @@ def test_grad_accumulation_and_variants(prepared):
 
 def test_negatives_are_uniform_on_the_device(prepared):
     spec = FeatureSpec.from_yaml(prepared)
-    stream = TrainStream(spec, batch_size=2048, negatives=4, dist=Dist(), seed=0)
+    stream = TrainStream(spec, positives_per_rank=2048, negatives=4, dist=Runtime(), seed=0)
     users, items, labels = next(iter(stream.epoch(0)))
     positives = int(labels.sum())
     assert positives == 2048 and len(labels) == 5 * 2048
@@ -96,7 +96,7 @@ def _steps_per_rank(folder, world):
     spec = FeatureSpec.from_yaml(folder)
     counts = []
     for rank in range(world):
-        stream = TrainStream(spec, 512, 1, Dist(rank=rank, world=world), seed=0)
+        stream = TrainStream(spec, 512, 1, Runtime(rank=rank, world=world), seed=0)
         loader = stream._loader(0)
         counts.append(len(loader))
     return counts

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from etl.errors import UserError
+from contract.errors import UserError
 from etl.split import dedup_and_split, sample_negatives
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from etl.__main__ import main
 
-from .conftest import run_module, write_ratings_csv
+from ..helpers import run_module, write_ratings_csv
 
 
 def _prepare(capsys, tmp_path, source, *extra):

@@ -5,12 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl.feature_spec import FeatureSpec
+from contract.feature_spec import FeatureSpec
 from etl.prepare import PrepareConfig, prepare
-from etl.transform import load_workflow
-from etl.workflow import FIRST_ID, vocabulary
+from etl.workflow import FIRST_ID, load_workflow
 
-from .conftest import write_ratings_csv
+from ..helpers import vocabulary, write_ratings_csv
 
 
 def _raw_pairs(raw_csv):

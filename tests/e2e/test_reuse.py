@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from etl.__main__ import main as etl_main
-from etl.feature_spec import FeatureSpec
-from etl.workflow import OOV_INDEX, vocabulary
+from contract.feature_spec import FeatureSpec
+from etl.workflow import OOV_INDEX
 from training.recommend import main as recommend_main
 
-from .byo import write_byo_dataset
-from .conftest import run_module, write_ratings_csv
+from ..helpers import write_byo_dataset
+from ..helpers import run_module, vocabulary, write_ratings_csv
 
 
 @pytest.fixture(scope="module")

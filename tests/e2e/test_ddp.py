@@ -1,7 +1,7 @@
 """A real 2-process torchrun job (gloo on CPU) against the single-process run."""
 import json
 
-from .conftest import run_module
+from ..helpers import run_module
 
 ARGS = ["-e", "4", "-b", "2048", "-f", "16", "--layers", "64", "32", "-l", "0.005"]
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from training.model import NeuMF
+from training.models.neumf import NeuMF
 
 
 @pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
@@ -35,7 +35,7 @@ def test_rejects_odd_first_layer():
 
 
 def test_cpu_dropout_keeps_the_expectation_and_rate():
-    from training.model import dropout
+    from training.models.neumf import dropout
 
     torch.manual_seed(0)
     x = torch.ones(1000, 500, requires_grad=True)

@@ -1,9 +1,9 @@
-"""Where the ETL computes: pandas or cuDF, and which Dask scheduler."""
+"""Where the ETL computes: pandas or cuDF, and which Dask scheduler. The one place that knows."""
 from __future__ import annotations
 
 import contextlib
 
-from .errors import UserError
+from contract.errors import UserError
 
 
 def gpu_available() -> bool:
@@ -22,6 +22,18 @@ def resolve_device(device: str) -> str:
     if device == "gpu" and not gpu_available():
         raise UserError("--device gpu needs cuDF and a visible GPU (use the Merlin container)")
     return device
+
+
+def dataset(files: list[str], device: str):
+    """An NVTabular Dataset over parquet files, backed by cuDF on "gpu" and pandas on "cpu"."""
+    import nvtabular as nvt
+
+    return nvt.Dataset(files, engine="parquet", cpu=device == "cpu")
+
+
+def to_host(df):
+    """A pandas frame from a pandas or cuDF partition (the split and the writers run on host)."""
+    return df.to_pandas() if hasattr(df, "to_pandas") else df
 
 
 @contextlib.contextmanager

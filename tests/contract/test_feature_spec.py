@@ -2,10 +2,10 @@
 import pytest
 import yaml
 
-from etl.errors import UserError
-from etl.feature_spec import FeatureSpec
+from contract.errors import UserError
+from contract.feature_spec import FeatureSpec
 
-from .byo import write_byo_dataset
+from ..helpers import write_byo_dataset
 
 
 def test_round_trip_and_paths_relative_to_the_yaml(prepared, tmp_path):

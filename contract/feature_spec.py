@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from .atomic import atomic_file
+from .chunks import read_chunk_file
 from .errors import UserError
 
 CHUNK_TYPES = ("parquet", "csv")
@@ -147,8 +148,36 @@ class FeatureSpec:
         return int(self.feature_spec[self.item_feature]["cardinality"])
 
     @property
+    def table_sizes(self) -> dict[str, int]:
+        """Embedding table sizes by role, as checkpoints record them."""
+        return {"users": self.user_cardinality, "items": self.item_cardinality}
+
+    @property
     def samples_per_series(self) -> int:
         return int(self.metadata.get("test_samples_per_series", 0))
+
+    # ---- what the ETL recorded about its encoding (absent from hand-made BYO specs) -------
+    @property
+    def encoding(self) -> dict:
+        return self.metadata.get("encoding") or {}
+
+    @property
+    def first_index(self) -> int:
+        """The lowest index of a real user or item; indices below it are reserved."""
+        return int(self.encoding.get("first_index", 0))
+
+    @property
+    def workflow_id(self) -> str | None:
+        """Identifies the fitted workflow that encoded this data (None for BYO data)."""
+        return self.encoding.get("workflow_id")
+
+    def vocabulary_file(self, workflow_dir, feature: str) -> Path:
+        """Where a saved workflow keeps the raw values of `feature` (from the ETL's metadata)."""
+        files = self.encoding.get("vocabularies") or {}
+        if feature not in files:
+            raise UserError(f"{self.base_directory}: metadata.encoding names no vocabulary for '{feature}' "
+                            "(was this data written by `etl prepare`/`etl transform`?)")
+        return Path(workflow_dir) / files[feature]
 
     def chunks(self, mapping: str) -> list[dict]:
         """The mapping's chunks with absolute file paths."""
@@ -195,48 +224,3 @@ class FeatureSpec:
                     f"source_spec.{mapping}: {feature} ids span [{values.min()}, {values.max()}] "
                     f"but feature_spec.{feature}.cardinality is {card}"
                 )
-
-
-def read_chunk_file(chunk: dict, path: str, columns) -> pd.DataFrame:
-    """Read one file of a chunk. CSV files may or may not carry a header row."""
-    features = chunk["features"]
-    try:
-        if chunk["type"] == "parquet":
-            frame = pd.read_parquet(path, columns=list(columns))
-        else:
-            header = 0 if csv_has_header(chunk, path) else None
-            frame = pd.read_csv(path, header=header, names=features, usecols=list(columns))
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    for name in columns:
-        if name in frame and frame[name].isna().any():
-            raise UserError(f"{path}: column '{name}' has empty or unparsable values")
-    return frame
-
-
-def csv_has_header(chunk: dict, path: str) -> bool:
-    with open(path) as handle:
-        return handle.readline().strip().split(",") == list(chunk["features"])
-
-
-def encoded_spec(directory: Path, cardinalities: dict, folders: dict, samples_per_series: int | None = None):
-    """The spec of data our ETL wrote: user_id/item_id/label parquet, one chunk per mapping.
-
-    `folders` maps mapping names ("train", "test") to sub-folders of `directory`.
-    """
-    features = ["user_id", "item_id", "label"]
-    return FeatureSpec(
-        feature_spec={
-            "user_id": {"dtype": "torch.int64", "cardinality": cardinalities["user_id"]},
-            "item_id": {"dtype": "torch.int64", "cardinality": cardinalities["item_id"]},
-            "label": {"dtype": "torch.float32"},
-        },
-        source_spec={
-            mapping: [{"type": "parquet", "features": features,
-                       "files": sorted(f"{folder}/{p.name}" for p in (Path(directory) / folder).glob("*.parquet"))}]
-            for mapping, folder in folders.items()
-        },
-        channel_spec={"user_ch": ["user_id"], "item_ch": ["item_id"], "label_ch": ["label"]},
-        metadata={"test_samples_per_series": samples_per_series} if samples_per_series else {},
-        base_directory=Path(directory),
-    )

@@ -1,0 +1,103 @@
+"""Write outputs somewhere temporary and rename them into place only when complete.
+
+Temporaries are hidden (`.NAME.tmp-PID-XXXX`) beside their target, so the rename is atomic and
+a killed run never leaves anything that looks valid; the next run for the same target sweeps
+the temporaries of processes that no longer exist. Finished outputs get the permissions the
+user's umask asks for (mkdtemp/mkstemp would leave them 0700/0600).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def refuse_existing(path: Path, overwrite: bool, flag: str = "--overwrite") -> None:
+    if Path(path).exists() and not overwrite:
+        raise UserError(f"output {path} already exists (pass {flag} to replace it)")
+
+
+def _prefix(final: Path) -> str:
+    return f".{final.name}.tmp-"
+
+
+def sweep_stale_temporaries(final: Path) -> list[Path]:
+    """Remove temporaries of `final` left by killed runs (their PID is gone); returns them."""
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for candidate in final.parent.glob(_prefix(final) + "*"):
+        pid = candidate.name[len(_prefix(final)):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if candidate.is_dir():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _writable_parent(final: Path) -> None:
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {final.parent}: {exc.strerror}")
+    if not os.access(final.parent, os.W_OK):
+        raise UserError(f"cannot write to {final.parent}: permission denied")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, overwrite: bool = False):
+    """Yield an empty temporary folder beside `final`; on success it becomes `final`."""
+    final = Path(final)
+    refuse_existing(final, overwrite)
+    _writable_parent(final)
+    sweep_stale_temporaries(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_prefix(final)}{os.getpid()}-", dir=final.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())
+        if final.exists():
+            shutil.rmtree(final) if final.is_dir() else final.unlink()
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path):
+    """Yield a temporary path beside `final`; on success it replaces `final`."""
+    final = Path(final)
+    _writable_parent(final)
+    sweep_stale_temporaries(final)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(final)}{os.getpid()}-", dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

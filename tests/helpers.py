@@ -1,0 +1,75 @@
+"""Helpers shared by the tests: run a module as a user would, write small raw and BYO datasets."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "feature_specs" / "byo_csv" / "feature_spec.yaml"
+
+
+def run_module(*args, timeout=600, cwd=None, env=None):
+    """Run `python -m ...` in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or ROOT, env={**os.environ, **(env or {})})
+
+
+def train(*args, timeout=600) -> dict:
+    """`python -m training ...` that must succeed; returns its final JSON summary."""
+    result = run_module("training", *args, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def train_fails(*args) -> str:
+    """`python -m training ...` that must fail with exit 2; returns its last stderr line."""
+    result = run_module("training", *args, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    return lines[-1]
+
+
+def write_ratings_csv(path: Path, rows) -> Path:
+    """rows: (user, item, rating, timestamp) tuples in MovieLens' ratings.csv layout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"]).to_csv(path, index=False)
+    return path
+
+
+def write_byo_dataset(folder: Path, users=60, items=40, seed=0, header=True) -> Path:
+    """Each user likes items of one residue class mod 4: learnable, and far from popularity."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXAMPLE, folder / "feature_spec.yaml")
+    rows, tests = [], []
+    for user in range(users):
+        liked = [i for i in range(items) if i % 4 == user % 4]
+        picks = rng.choice(liked, size=7, replace=False)
+        rows += [(user, int(i)) for i in picks[:-1]]
+        others = [i for i in range(items) if i not in picks]
+        tests.append([(user, int(picks[-1]), 1.0)] + [(user, int(i), 0.0) for i in rng.choice(others, 5, replace=False)])
+    ids = pd.DataFrame(rows, columns=["customer", "product"])
+    labels = pd.DataFrame({"clicked": np.ones(len(ids), dtype=np.float32)})
+    half = len(ids) // 2
+    for i, part in enumerate((slice(0, half), slice(half, None))):
+        ids.iloc[part].to_csv(folder / f"train_ids_{i}.csv", index=False, header=header)
+        labels.iloc[part].to_csv(folder / f"train_labels_{i}.csv", index=False, header=header)
+    pd.DataFrame([r for t in tests for r in t], columns=["customer", "product", "clicked"]).to_csv(
+        folder / "test.csv", index=False, header=header)
+    return folder
+
+
+def vocabulary(workflow_dir: Path, column: str) -> pd.Series:
+    """Raw values of a saved workflow's id column, indexed by encoded id."""
+    from contract.vocabulary import read_vocabulary
+    from etl.workflow import vocabulary_files
+
+    return read_vocabulary(Path(workflow_dir) / vocabulary_files()[column], column)

@@ -1,0 +1,102 @@
+"""The pairs layout: streamed (user, item, label) positives with uniform negatives drawn on the device."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from contract.errors import UserError
+from contract.feature_spec import FeatureSpec
+
+from ..runtime import Runtime
+from ..seeds import epoch_seed
+
+# BYO layouts other than one parquet chunk are rewritten once into this many parquet parts.
+MATERIALISED_PARTS = 8
+
+
+class TrainStream:
+    """Train positives through NVTabular's TorchAsyncItr, plus uniform negatives drawn on the device.
+
+    Each epoch permutes the partition files with a seed shared by all ranks (the loader itself
+    never reorders partitions), shards them by rank, and runs every rank for the same number
+    of steps: a rank whose shard is shorter restarts it, so DDP never waits on a finished rank.
+    """
+
+    def __init__(self, spec: FeatureSpec, positives_per_rank: int, negatives: int, runtime: Runtime, seed: int):
+        self.features = [spec.user_feature, spec.item_feature, spec.label_feature]
+        self.item_cardinality = spec.item_cardinality
+        self.positives_per_rank, self.negatives, self.runtime, self.seed = positives_per_rank, negatives, runtime, seed
+        self._scratch = None
+        chunk = spec.single_chunk("train", self.features)
+        if chunk is not None and chunk["type"] == "parquet" and len(chunk["files"]) >= runtime.world:
+            self.files = chunk["files"]
+        else:  # csv, features over several chunks, or fewer files than ranks
+            self.files = self._materialise(spec)
+
+    def _materialise(self, spec: FeatureSpec) -> list[str]:
+        """Rewrite train data as parquet parts the loader can stream and give every rank a share of."""
+        frame = spec.read("train", self.features)
+        self._scratch = Path(tempfile.mkdtemp(prefix="ncf-train-"))
+        files = []
+        parts = min(max(MATERIALISED_PARTS, self.runtime.world), len(frame))
+        if parts < self.runtime.world:
+            raise UserError(f"the train data has {len(frame)} rows, fewer than the {self.runtime.world} ranks")
+        for i, part in enumerate(np.array_split(np.arange(len(frame)), parts)):
+            path = self._scratch / f"part_{i:05d}.parquet"
+            frame.iloc[part].to_parquet(path, index=False)
+            files.append(str(path))
+        return files
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def _loader(self, epoch: int):
+        import nvtabular as nvt
+        from nvtabular.loader.torch import TorchAsyncItr
+
+        order = np.random.default_rng(epoch_seed(self.seed, epoch)).permutation(len(self.files))
+        dataset = nvt.Dataset([self.files[i] for i in order], engine="parquet", cpu=self.runtime.nvtabular_cpu)
+        shared = epoch_seed(self.seed, epoch)
+        loader = TorchAsyncItr(
+            dataset, cats=self.features[:2], labels=[self.features[2]], batch_size=self.positives_per_rank,
+            shuffle=True, seed_fn=lambda: shared, global_size=self.runtime.world, global_rank=self.runtime.rank,
+        )
+        if self.runtime.device.type == "cuda":
+            # TorchAsyncItr drops its `device` argument and would build every rank's batches on GPU 0.
+            loader.device = self.runtime.device.index
+        return loader
+
+    def epoch(self, epoch: int, max_steps: int | None = None):
+        """Yield (users, items, labels) on the device, positives then their negatives."""
+        loader = self._loader(epoch)
+        steps = min(self.runtime.max_int(len(loader)), max_steps or 2**62)
+        np.random.seed(epoch_seed(self.seed, epoch, self.runtime.rank) % 2**32)  # the loader's row shuffle
+        gen = torch.Generator(device=self.runtime.device).manual_seed(epoch_seed(self.seed, epoch, self.runtime.rank))
+        done = 0
+        try:
+            while done < steps:
+                for features, labels in loader:
+                    yield self._with_negatives(features, labels, gen)
+                    done += 1
+                    if done == steps:
+                        break
+        finally:
+            loader.stop()
+
+    def _with_negatives(self, features: dict, labels: torch.Tensor, gen: torch.Generator):
+        device = self.runtime.device
+        users = features[self.features[0]].to(device, non_blocking=True).view(-1)
+        items = features[self.features[1]].to(device, non_blocking=True).view(-1)
+        labels = labels.to(device, non_blocking=True).view(-1).float()
+        n = self.negatives * users.numel()
+        neg_items = torch.randint(0, self.item_cardinality, (n,), device=device, generator=gen)
+        return (
+            torch.cat([users, users.repeat(self.negatives)]),
+            torch.cat([items, neg_items]),
+            torch.cat([labels, torch.zeros(n, device=device)]),
+        )

@@ -1,0 +1,98 @@
+"""The runtime of one process, built once: rank, device, DDP backend, precision, loader flags.
+
+Every CPU/GPU decision of training, evaluation and recommend is read from here: CUDA with NCCL
+when a GPU is visible (the process's GPU is LOCAL_RANK), else CPU with gloo; `python -m training`
+without torchrun is a world of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as torch_dist
+
+from . import precision
+
+
+@dataclass(frozen=True)
+class Runtime:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def backend(self) -> str:
+        return "nccl" if self.device.type == "cuda" else "gloo"
+
+    @property
+    def nvtabular_cpu(self) -> bool:
+        """NVTabular's `cpu` flag: pandas-backed datasets unless batches go to a GPU."""
+        return self.device.type == "cpu"
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return precision.amp_dtype(self.device.type) if self.amp else None
+
+    def autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def grad_scaler(self):
+        return precision.grad_scaler(self.device.type, self.amp)
+
+    def describe(self) -> str:
+        text = self.device.type + (f" ({self.backend}, {self.world} ranks)" if self.world > 1 else "")
+        return text + (f", AMP {str(self.amp_dtype).replace('torch.', '')}" if self.amp else "")
+
+    # ---- collectives (no-ops in a world of one) ------------------------------------------
+    def sum(self, *values: float) -> list[float]:
+        """Sum scalars over ranks (float64 so counts stay exact)."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            torch_dist.all_reduce(t)
+        return t.tolist()
+
+    def max_int(self, value: int) -> int:
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        if self.world > 1:
+            torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch_dist.barrier()
+
+
+def start_runtime(amp: bool = False) -> Runtime:
+    """Read torchrun's environment, pick the device, join the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)  # the NVTabular loader puts batches on the current device
+        device = torch.device("cuda", local_rank)
+        precision.allow_tf32()
+    else:
+        device = torch.device("cpu")
+    runtime = Runtime(rank, world, local_rank, device, amp)
+    if world > 1:
+        torch_dist.init_process_group(runtime.backend)
+    if amp and device.type == "cpu" and runtime.is_main and not precision.cpu_has_native_bf16():
+        print("warning: this CPU has no native bf16 (AVX512-BF16/AMX); PyTorch emulates it and --amp "
+              "will be slower than fp32", file=sys.stderr)
+    return runtime
+
+
+def shutdown(runtime: Runtime) -> None:
+    if runtime.world > 1 and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
