@@ -34,6 +34,7 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requir
 
 # The Docker files too: `make test` inside the image checks them.
 COPY Makefile pyproject.toml README.md Dockerfile docker-compose.yml ./
+COPY contract/ contract/
 COPY etl/ etl/
 COPY training/ training/
 COPY tests/ tests/
@@ -70,6 +71,7 @@ RUN python -m pip list --format=freeze \
 # The code last, installed without dependencies (pyproject.toml declares none anyway).
 # workflows/ is also bind-mounted by docker-compose.yml, so fitted workflows persist on the host.
 COPY pyproject.toml README.md ./
+COPY contract/ contract/
 COPY etl/ etl/
 COPY training/ training/
 COPY notebooks/ notebooks/

@@ -6,6 +6,7 @@ import json
 import sys
 
 from contract.errors import UserError, print_error
+
 from .readers import FORMATS, ColumnNames
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from contract.errors import UserError
+
 from .workflow import FIRST_ID
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

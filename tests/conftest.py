@@ -8,6 +8,8 @@ import pytest
 from etl.prepare import PrepareConfig, prepare
 from etl.synthetic import generate
 
+from .helpers import run_module
+
 
 @pytest.fixture(scope="session")
 def synthetic_raw(tmp_path_factory) -> Path:
@@ -23,3 +25,13 @@ def prepared(tmp_path_factory, synthetic_raw) -> Path:
     prepare(PrepareConfig(input=synthetic_raw, output=root / "data", workflow_dir=root / "workflow",
                           negatives=50, seed=5, quiet=True))
     return root / "data"
+
+
+@pytest.fixture(scope="session")
+def trained(prepared, tmp_path_factory) -> Path:
+    """A small model trained one epoch on `prepared`: its best checkpoint."""
+    ckpt = tmp_path_factory.mktemp("ckpt")
+    result = run_module("training", "--data", prepared, "-e", "1", "-b", "4096", "-f", "8", "--layers", "16", "8",
+                        "--checkpoint_dir", ckpt)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return ckpt / "model.pth"

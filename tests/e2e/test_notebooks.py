@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 SMALL = {
     "01-etl.ipynb": "USERS, ITEMS, ROWS = 300, 200, 15_000\nNEGATIVES = 20\nSEED = 0\nRAW = None",
     "02-training.ipynb": "EPOCHS = 2\nEXTRA_ARGS = ['-b', '8192', '-f', '8', '--layers', '16', '8']",

@@ -6,26 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from contract.feature_spec import FeatureSpec
-from training.data.pairs import TrainStream
+from training.models.neumf import NeuMF
 from training.runtime import Runtime
+from training.train import accumulate_gradients
 
-from ..helpers import write_byo_dataset
-from ..helpers import run_module
+from ..helpers import train, train_fails, write_byo_dataset
 
 SMALL = ["-b", "4096", "-f", "8", "--layers", "16", "8", "-l", "0.01"]
-
-
-def train(*args, timeout=600):
-    result = run_module("training", *args, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def fails(*args):
-    result = run_module("training", *args, timeout=300)
-    assert result.returncode == 2, result.stderr[-2000:]
-    return result.stderr.strip().splitlines()[-1]
 
 
 def test_learns_the_byo_dataset_far_above_toppop(tmp_path):
@@ -78,37 +65,20 @@ def test_grad_accumulation_and_variants(prepared):
         assert np.isfinite(summary["final_loss"])
 
 
-def test_negatives_are_uniform_on_the_device(prepared):
-    spec = FeatureSpec.from_yaml(prepared)
-    stream = TrainStream(spec, positives_per_rank=2048, negatives=4, dist=Runtime(), seed=0)
-    users, items, labels = next(iter(stream.epoch(0)))
-    positives = int(labels.sum())
-    assert positives == 2048 and len(labels) == 5 * 2048
-    assert torch.equal(users[2048:], users[:2048].repeat(4))
-    neg = items[2048:].double()
-    card = spec.item_cardinality
-    assert neg.min() >= 0 and neg.max() < card
-    assert abs(neg.mean().item() - (card - 1) / 2) < 0.05 * card  # mean of U{0..card-1}
-    stream.close()
-
-
-def _steps_per_rank(folder, world):
-    spec = FeatureSpec.from_yaml(folder)
-    counts = []
-    for rank in range(world):
-        stream = TrainStream(spec, 512, 1, Runtime(rank=rank, world=world), seed=0)
-        loader = stream._loader(0)
-        counts.append(len(loader))
-    return counts
-
-
-def test_uneven_partitions_are_equalised(tmp_path, synthetic_raw):
-    """3 partitions over 2 ranks: shards differ, but every rank runs the longest shard's steps."""
-    from etl.prepare import PrepareConfig, prepare
-
-    prepare(PrepareConfig(input=synthetic_raw, output=tmp_path / "d", workflow_dir=tmp_path / "w", partitions=3,
-                          negatives=20, quiet=True))
-    assert len(set(_steps_per_rank(tmp_path / "d", 2))) == 2  # the loader alone would hang DDP
+@pytest.mark.parametrize("micro_batches", [2, 3])
+def test_accumulated_gradients_equal_the_whole_batch(micro_batches):
+    """Slices of unequal size included: the gradient and loss are those of the whole batch's mean loss."""
+    torch.manual_seed(0)
+    model = NeuMF(30, 20, mf_dim=4, mlp_layer_sizes=(8, 4), dropout=0.0)
+    batch = (torch.randint(0, 30, (50,)), torch.randint(0, 20, (50,)), torch.randint(0, 2, (50,)).float())
+    runtime, loss_fn = Runtime(), torch.nn.BCEWithLogitsLoss()
+    whole = accumulate_gradients(model, loss_fn, batch, 1, runtime, runtime.grad_scaler())
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    accumulated = accumulate_gradients(model, loss_fn, batch, micro_batches, runtime, runtime.grad_scaler())
+    assert accumulated.item() == pytest.approx(whole.item(), rel=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
 BAD = {
@@ -131,17 +101,4 @@ def test_bad_data_fails_with_one_line(tmp_path, case):
     folder = write_byo_dataset(tmp_path / "byo")
     edit, message = BAD[case]
     edit(folder)
-    assert message in fails("--data", folder, "-e", "1", *SMALL)
-
-
-def test_checkpoint_from_another_dataset_or_corrupt(tmp_path, prepared):
-    folder = write_byo_dataset(tmp_path / "byo")
-    train("--data", folder, "-e", "1", *SMALL, "--checkpoint_dir", tmp_path / "ckpt")
-    message = fails("--mode", "test", "--data", prepared, "--load_checkpoint_path", tmp_path / "ckpt" / "model.pth")
-    assert "belongs to another dataset" in message
-    message = fails("--data", folder, "-e", "2", "-b", "4096", "-f", "8", "--layers", "32", "16", "--checkpoint_dir",
-                    tmp_path / "ckpt", "--resume")
-    assert "architecture" in message
-    corrupt = tmp_path / "corrupt.pth"
-    corrupt.write_bytes(b"\x00garbage" * 100)
-    assert "corrupt" in fails("--mode", "test", "--data", folder, "--load_checkpoint_path", corrupt)
+    assert message in train_fails("--data", folder, "-e", "1", *SMALL)

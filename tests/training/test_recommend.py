@@ -1,0 +1,54 @@
+"""`python -m training.recommend`: raw ids in and out, history excluded, unknown users flagged, bad requests refused."""
+import pandas as pd
+
+from contract.feature_spec import FeatureSpec
+from etl.prepare import PrepareConfig, prepare
+from training.recommend import main as recommend_main
+
+from ..helpers import vocabulary, write_byo_dataset
+
+
+def test_recommend_excludes_history_and_flags_unknown_users(tmp_path, prepared, trained, capsys):
+    workflow = prepared.parent / "workflow"
+    users, items = vocabulary(workflow, "user_id"), vocabulary(workflow, "item_id")
+    out = tmp_path / "recs.parquet"
+    chosen = [str(u) for u in users.iloc[:3]] + ["424242"]
+    assert recommend_main(["--checkpoint", str(trained), "--workflow", str(workflow), "--data", str(prepared),
+                           "--users", ",".join(chosen), "--topk", "7", "--output", str(out)]) == 0
+    recs = pd.read_parquet(out)
+    assert len(recs) == 4 * 7 and recs["user"].tolist()[::7] == chosen
+    spec = FeatureSpec.from_yaml(prepared)
+    history = pd.concat([spec.read("train"), spec.read("test").query("label == 1")])
+    raw_pairs = set(zip(users.loc[history["user_id"]].astype(str), items.loc[history["item_id"]].astype(str)))
+    model_rows = recs[recs["source"] == "model"]
+    assert not any((u, i) in raw_pairs for u, i in zip(model_rows["user"], model_rows["item"]))
+    for _, group in model_rows.groupby("user"):
+        assert group["score"].is_monotonic_decreasing and group["item"].nunique() == 7
+    assert (recs[recs["user"] == "424242"]["source"] == "popularity").all()
+    assert "unknown user" in capsys.readouterr().err
+
+
+def test_recommend_all_users_and_bad_requests(tmp_path, prepared, trained, capsys):
+    workflow = prepared.parent / "workflow"
+    base = ["--checkpoint", str(trained), "--workflow", str(workflow), "--data", str(prepared)]
+    assert recommend_main(base + ["--all-users", "--topk", "3", "--output", str(tmp_path / "all.csv")]) == 0
+    n_users = FeatureSpec.from_yaml(prepared).user_cardinality - 3
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 3 * n_users
+    assert recommend_main(base + ["--all-users", "--topk", "100000", "--output", str(tmp_path / "x.csv")]) == 2
+    assert "catalogue size" in capsys.readouterr().err
+    other = write_byo_dataset(tmp_path / "byo")
+    assert recommend_main(["--checkpoint", str(trained), "--workflow", str(workflow), "--data", str(other),
+                           "--all-users", "--output", str(tmp_path / "y.csv")]) == 2
+    assert "another dataset" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.csv").exists()
+
+
+
+def test_recommend_refuses_a_workflow_that_did_not_encode_the_data(tmp_path, prepared, trained, synthetic_raw, capsys):
+    """Same shapes, another fit: the workflow id in the FeatureSpec tells them apart."""
+    prepare(PrepareConfig(input=synthetic_raw, output=tmp_path / "other", workflow_dir=tmp_path / "other-wf",
+                          negatives=5, min_rating=1.5, quiet=True))
+    code = recommend_main(["--checkpoint", str(trained), "--workflow", str(tmp_path / "other-wf"), "--data",
+                           str(prepared), "--users", "1", "--output", str(tmp_path / "r.csv")])
+    assert code == 2 and "do not belong together" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()
