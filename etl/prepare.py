@@ -105,7 +105,8 @@ def prepare(cfg: PrepareConfig) -> dict:
             "cardinalities": cards, **totals,
             "negatives_per_series": cfg.negatives, "min_rating": cfg.min_rating, "seed": cfg.seed,
             "train_partitions": len(spec.source_spec["train"][0]["files"]),
-            "workflow_dir": str(cfg.workflow_dir), "timings_s": {**log.timings, "total": log.total},
+            "workflow_dir": str(cfg.workflow_dir), "workflow_id": encoding["workflow_id"],
+            "timings_s": {**log.timings, "total": log.total},
         }
         (out / "stats.json").write_text(json.dumps(stats, indent=2))
     log.say(

@@ -1,5 +1,10 @@
 """`etl prepare` end to end on real NVTabular and Dask: ids, split, negatives, spec, workflow."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -9,7 +14,7 @@ from contract.feature_spec import FeatureSpec
 from etl.prepare import PrepareConfig, prepare
 from etl.workflow import FIRST_ID, load_workflow
 
-from ..helpers import vocabulary, write_ratings_csv
+from ..helpers import ROOT, vocabulary, write_ratings_csv
 
 
 def _raw_pairs(raw_csv):
@@ -24,6 +29,7 @@ def test_outputs_follow_the_contract(prepared, synthetic_raw):
     raw = _raw_pairs(synthetic_raw)
     n_users, n_items = raw["userId"].nunique(), raw["movieId"].nunique()
     assert spec.user_cardinality == n_users + FIRST_ID and spec.item_cardinality == n_items + FIRST_ID
+    assert spec.first_index == FIRST_ID and spec.workflow_id == stats["workflow_id"]
     spec.check_ids(train, "train")
     spec.check_ids(test, "test")
     assert train[["user_id", "item_id"]].min().min() >= FIRST_ID
@@ -99,3 +105,24 @@ def test_partition_count_is_configurable(tmp_path, synthetic_raw, partitions):
                           partitions=partitions, quiet=True))
     spec = FeatureSpec.from_yaml(tmp_path / "o")
     assert len(spec.source_spec["train"][0]["files"]) == partitions
+
+
+def test_killed_run_leaves_nothing_after_the_rerun_and_outputs_honour_the_umask(tmp_path, synthetic_raw):
+    """kill -9 mid-run: only hidden temporaries remain; the rerun sweeps them and writes 0755/0644."""
+    out, wf = tmp_path / "data", tmp_path / "wf"
+    argv = [sys.executable, "-m", "etl", "prepare", "--input", str(synthetic_raw), "--output", str(out),
+            "--workflow-dir", str(wf), "--negatives", "5", "--quiet"]
+    proc = subprocess.Popen(argv, cwd=ROOT, preexec_fn=lambda: os.umask(0o022))
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".data.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    assert proc.wait() == -signal.SIGKILL, "prepare finished before it could be killed"
+    assert not out.exists() and not wf.exists() and list(tmp_path.glob(".*.tmp-*"))
+    rerun = subprocess.run(argv, cwd=ROOT, preexec_fn=lambda: os.umask(0o022), timeout=300)
+    assert rerun.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "wf"]
+    for path in (out, wf, out / "train", wf / "categories"):
+        assert path.stat().st_mode & 0o777 == 0o755, path
+    for path in (out / "feature_spec.yaml", out / "stats.json", next((out / "train").iterdir()), wf / "workflow.pkl"):
+        assert path.stat().st_mode & 0o777 == 0o644, path

@@ -1,6 +1,8 @@
 """Dedup, leave-latest-out split and verified negatives on hand-made cases."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contract.errors import UserError
 from etl.split import dedup_and_split, sample_negatives
@@ -49,3 +51,54 @@ def test_too_few_unseen_items_is_a_clear_error():
     users = np.zeros(48, dtype=np.int64) + 3
     with pytest.raises(UserError, match="lower --negatives"):
         sample_negatives(np.array([3]), users, np.arange(3, 51), cardinality=53, n=5, seed=1)
+
+
+# ---- properties over random inputs (hypothesis) ----------------------------------------------
+
+interactions = st.lists(st.tuples(st.integers(3, 9), st.integers(3, 14), st.integers(0, 5)), min_size=1, max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=interactions, order_seed=st.integers(0, 2**32 - 1))
+def test_split_properties(rows, order_seed):
+    users, items, times = (np.array(c, dtype=np.int64) for c in zip(*rows))
+    tr_u, tr_i, te_u, te_i, dropped = dedup_and_split(users, items, times)
+    earliest = {}
+    for u, i, t in rows:
+        earliest[(u, i)] = min(t, earliest.get((u, i), t))
+    # every distinct pair lands exactly once, in train or as a test positive
+    out = list(zip(tr_u.tolist(), tr_i.tolist())) + list(zip(te_u.tolist(), te_i.tolist()))
+    assert sorted(out) == sorted(earliest) and dropped == len(rows) - len(earliest)
+    # one test positive per user with 2+ distinct items: the latest, ties to the larger item index
+    by_user = {}
+    for (u, i), t in earliest.items():
+        by_user.setdefault(u, []).append((t, i))
+    expected = {u: max(pairs)[1] for u, pairs in by_user.items() if len(pairs) > 1}
+    assert dict(zip(te_u.tolist(), te_i.tolist())) == expected and len(te_u) == len(expected)
+    # the result does not depend on the order rows arrive in
+    perm = np.random.default_rng(order_seed).permutation(len(rows))
+    again = dedup_and_split(users[perm], items[perm], times[perm])
+    assert sorted(zip(again[2].tolist(), again[3].tolist())) == sorted(zip(te_u.tolist(), te_i.tolist()))
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories=st.lists(st.sets(st.integers(3, 40), min_size=1, max_size=30), min_size=1, max_size=12),
+       n=st.integers(1, 8), seed=st.integers(0, 2**31))
+def test_negative_properties(histories, n, seed):
+    cardinality = 41
+    users = np.concatenate([np.full(len(h), u + 3) for u, h in enumerate(histories)])
+    items = np.concatenate([sorted(h) for h in histories])
+    test_users = np.arange(len(histories)) + 3
+    if min(cardinality - 3 - len(h) for h in histories) < n:
+        with pytest.raises(UserError):
+            sample_negatives(test_users, users, items, cardinality, n, seed)
+        return
+    negs = sample_negatives(test_users, users, items, cardinality, n, seed)
+    assert negs.shape == (len(histories), n)
+    for row, history in zip(negs, histories):
+        assert len(set(row.tolist())) == n and not set(row.tolist()) & history
+        assert row.min() >= 3 and row.max() < cardinality
+    assert np.array_equal(negs, sample_negatives(test_users, users, items, cardinality, n, seed))
+    # a user's draw does not depend on who else shares the partition
+    first = users == test_users[0]
+    assert np.array_equal(negs[:1], sample_negatives(test_users[:1], users[first], items[first], cardinality, n, seed))

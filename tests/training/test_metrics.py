@@ -2,6 +2,8 @@
 import math
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from training.metrics import duplicate_mask, hit_and_ndcg_sums, ranks
 
@@ -32,3 +34,37 @@ def test_hr_and_ndcg_by_hand():
     assert hits.item() == 4
     expected = sum(1 / math.log2(r + 2) for r in (0, 1, 2, 5))
     assert math.isclose(ndcg.item(), expected)
+
+
+# ---- against a brute-force reading of the rules (hypothesis) ---------------------------------
+
+def brute_rank(scores, items, positive_at) -> int:
+    seen, rank = {items[positive_at]}, 0
+    for j, (score, item) in enumerate(zip(scores, items)):
+        if j == positive_at:
+            continue
+        if item in seen:  # repeats the positive or an earlier negative: masked
+            continue
+        seen.add(item)
+        rank += score >= scores[positive_at]
+    return rank
+
+
+series = st.integers(2, 9).flatmap(lambda length: st.lists(
+    st.tuples(st.lists(st.integers(0, 4), min_size=length, max_size=length),   # scores with many ties
+              st.lists(st.integers(0, 6), min_size=length, max_size=length),   # items with repeats
+              st.integers(0, length - 1)), min_size=1, max_size=6))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=series, k=st.integers(1, 10))
+def test_ranks_hr_and_ndcg_match_brute_force(rows, k):
+    scores = torch.tensor([r[0] for r in rows], dtype=torch.float32)
+    items = torch.tensor([r[1] for r in rows])
+    positive_at = torch.tensor([r[2] for r in rows])
+    expected = [brute_rank(*r) for r in rows]
+    got = ranks(scores, items, positive_at)
+    assert got.tolist() == expected
+    hits, ndcg = hit_and_ndcg_sums(got, k)
+    assert hits.item() == sum(r < k for r in expected)
+    assert math.isclose(ndcg.item(), sum(1 / math.log2(r + 2) for r in expected if r < k), rel_tol=1e-12)
