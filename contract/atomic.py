@@ -67,6 +67,13 @@ def _writable_parent(final: Path) -> None:
         raise UserError(f"cannot write to {final.parent}: permission denied")
 
 
+def _temporary(final: Path, make):
+    try:
+        return make(prefix=f"{_prefix(final)}{os.getpid()}-", dir=final.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write to {final.parent}: {exc.strerror}")
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path, overwrite: bool = False):
     """Yield an empty temporary folder beside `final`; on success it becomes `final`."""
@@ -74,7 +81,7 @@ def atomic_dir(final: Path, overwrite: bool = False):
     refuse_existing(final, overwrite)
     _writable_parent(final)
     sweep_stale_temporaries(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_prefix(final)}{os.getpid()}-", dir=final.parent))
+    tmp = Path(_temporary(final, tempfile.mkdtemp))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~current_umask())
@@ -92,7 +99,7 @@ def atomic_file(final: Path):
     final = Path(final)
     _writable_parent(final)
     sweep_stale_temporaries(final)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_prefix(final)}{os.getpid()}-", dir=final.parent)
+    fd, tmp = _temporary(final, tempfile.mkstemp)
     os.close(fd)
     try:
         yield Path(tmp)

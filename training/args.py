@@ -45,8 +45,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no_eval", action="store_true", help="skip evaluation (throughput benchmarks)")
     p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
     p.add_argument("--checkpoint_dir", type=path, help="write model.pth (best HR) and last.pth here")
-    p.add_argument("--load_checkpoint_path", type=path, help="model to evaluate (--mode test)")
+    p.add_argument("--load_checkpoint_path", type=path,
+                   help="model to evaluate (--mode test), or to start training from (ours or a DLE state_dict)")
     p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pth")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoints in --checkpoint_dir and the --log_path of an earlier run")
     p.add_argument("--init_from", type=path, help="start from these weights (e.g. to continue on new data)")
     p.add_argument("--log_path", type=path, help="JSON lines, one per epoch (a PNG plot is written beside it)")
     p.add_argument("--tensorboard", type=path, help="also write TensorBoard scalars to this folder")
@@ -60,12 +63,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--mode test needs --load_checkpoint_path")
     if args.resume and not args.checkpoint_dir:
         p.error("--resume needs --checkpoint_dir")
+    if args.mode == "train" and args.load_checkpoint_path:  # DLE: the weights to start training from
+        if args.init_from:
+            p.error("--load_checkpoint_path and --init_from name the same thing; give one")
+        args.init_from = args.load_checkpoint_path
     if args.resume and args.init_from:
         p.error("--resume and --init_from are exclusive")
+    if args.resume and args.overwrite:
+        p.error("--resume continues the run that --overwrite would replace; give one")
     for name in ("epochs", "batch_size", "valid_batch_size", "factors", "negative_samples", "topk",
                  "grads_accumulated"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
+    for name in ("learning_rate", "eps"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name} must be positive")
+    if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1):
+        p.error("--beta1 and --beta2 must be in [0, 1)")
+    if min(args.layers) < 1 or args.layers[0] % 2:
+        p.error("--layers: sizes must be positive and the first even (it is the user and item vectors side by side)")
     if not 0 <= args.dropout < 1:
         p.error("--dropout must be in [0, 1)")
     return args

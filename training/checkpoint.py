@@ -10,6 +10,8 @@ import torch
 from contract.atomic import atomic_file
 from contract.errors import UserError
 
+from .models.neumf import architecture_of
+
 BEST = "model.pth"
 LAST = "last.pth"
 
@@ -27,9 +29,21 @@ def load(path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({type(exc).__name__})")
-    if not isinstance(payload, dict) or "model" not in payload or "meta" not in payload:
-        raise UserError(f"checkpoint {path} is not one of ours (no model/meta entries)")
-    return payload
+    if isinstance(payload, dict) and "model" in payload and "meta" in payload:
+        return payload
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return from_state_dict(payload, path)
+    raise UserError(f"checkpoint {path} is neither one of ours (model/meta entries) nor a NeuMF state_dict")
+
+
+def from_state_dict(state: dict, path) -> dict:
+    """A plain state_dict (DeepLearningExamples' model.pth): architecture and sizes read from its shapes."""
+    state = {key.removeprefix("module."): value for key, value in state.items()}  # saved from a DDP wrapper
+    try:
+        meta = architecture_of(state)
+    except KeyError:
+        raise UserError(f"checkpoint {path} is a state_dict, but not of a NeuMF model")
+    return {"model": state, "meta": meta}
 
 
 def check_fits(payload: dict, path, table_sizes: dict, arch: dict | None = None) -> None:

@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 
 from . import checkpoint
@@ -13,6 +14,13 @@ from .data.test_series import TestSeries, load_test_series
 from .metrics import hit_and_ndcg_sums, ranks
 from .models import build_model
 from .runtime import Runtime
+
+
+def check_topk(k: int, spec: FeatureSpec) -> None:
+    """HR@K over series of length L is 1.0 for every model when K >= L - 1 negatives + 1."""
+    if k >= spec.samples_per_series:
+        raise UserError(f"-k {k} must be smaller than the test series length {spec.samples_per_series} "
+                        "(every model would score HR 1.0)")
 
 
 def reduce_metrics(scores: torch.Tensor, test: TestSeries, k: int, runtime: Runtime) -> tuple[float, float]:
@@ -48,6 +56,7 @@ def evaluate_toppop(popularity: torch.Tensor, test: TestSeries, k: int, runtime:
 def evaluate_checkpoint(args, runtime: Runtime) -> dict:
     """`--mode test`: HR/NDCG of a saved model on the FeatureSpec's test series."""
     spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("test",))
+    check_topk(args.topk, spec)
     payload = checkpoint.load(args.load_checkpoint_path)
     checkpoint.check_fits(payload, args.load_checkpoint_path, spec.table_sizes)
     model = build_model(payload["meta"]["architecture"], spec.table_sizes).to(runtime.device)

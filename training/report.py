@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from contract.errors import UserError
+
 from .runtime import Runtime
 
 
@@ -61,9 +63,12 @@ class EpochReport:
                  + ("  *" if improved and "hr" in record else ""))
         if self.runtime.is_main:
             if self.args.log_path:
-                self.args.log_path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.args.log_path, "a") as log:
-                    log.write(json.dumps(record) + "\n")
+                try:
+                    self.args.log_path.parent.mkdir(parents=True, exist_ok=True)
+                    with open(self.args.log_path, "a") as log:
+                        log.write(json.dumps(record) + "\n")
+                except OSError as exc:
+                    raise UserError(f"cannot write --log_path {self.args.log_path}: {exc.strerror}")
             if self.writer:
                 for key in ("loss", "hr", "ndcg", "train_throughput"):
                     if key in record:

@@ -23,7 +23,7 @@ from .args import parse_args
 from .data.pairs import TrainStream
 from .data.popularity import checked_item_counts
 from .data.test_series import load_test_series
-from .evaluate import evaluate, evaluate_checkpoint, evaluate_toppop
+from .evaluate import check_topk, evaluate, evaluate_checkpoint, evaluate_toppop
 from .models import architecture, build_model
 from .optim import adam
 from .report import EpochReport
@@ -50,16 +50,31 @@ def accumulate_gradients(net, loss_fn, batch, micro_batches: int, runtime: Runti
     return total
 
 
+def refuse_to_replace_an_earlier_run(args, runtime: Runtime) -> None:
+    """A new run never silently replaces the checkpoints or the log of an earlier one."""
+    earlier = [p for p in (*(args.checkpoint_dir / f for f in (checkpoint.BEST, checkpoint.LAST)
+                             if args.checkpoint_dir), *([args.log_path] if args.log_path else [])) if p.exists()]
+    if not earlier or args.resume:
+        return
+    if not args.overwrite:
+        raise UserError(f"{earlier[0]} is from an earlier run: pass --resume to continue it or --overwrite to replace it")
+    if runtime.is_main and args.log_path:
+        args.log_path.unlink(missing_ok=True)  # its epochs would mix with this run's
+
+
 class Trainer:
     """Owns the model, optimizer and data for one training run."""
 
     def __init__(self, args, runtime: Runtime):
         self.args, self.runtime = args, runtime
+        refuse_to_replace_an_earlier_run(args, runtime)
         self.report = EpochReport(args, runtime)
         self.spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("train",))
         has_test = "test" in self.spec.source_spec and not args.no_eval
         if "test" not in self.spec.source_spec:
             self.report.say("note: the FeatureSpec has no test mapping; training without evaluation")
+        if has_test:
+            check_topk(args.topk, self.spec)
         # --init_from continues someone's model: its architecture wins over the flags.
         self.init_payload = checkpoint.load(args.init_from) if args.init_from else None
         self.arch = self.init_payload["meta"]["architecture"] if self.init_payload else architecture(args)
@@ -68,6 +83,10 @@ class Trainer:
         if positives_per_rank < 1:
             raise UserError(f"-b {args.batch_size} is too small for {runtime.world} ranks x "
                             f"{1 + args.negative_samples} samples per positive")
+        used = positives_per_rank * runtime.world * (1 + args.negative_samples)
+        if used != args.batch_size:
+            self.report.say(f"note: -b {args.batch_size} is rounded down to whole positives: {used} samples per step "
+                            f"({positives_per_rank} positives x {1 + args.negative_samples} on each of {runtime.world} rank(s))")
         torch.manual_seed(args.seed)
         self.model = build_model(self.arch, self.spec.table_sizes, args.dropout).to(runtime.device)
         self.optimizer = adam(self.model.parameters(), args.learning_rate, args.beta1, args.beta2, args.eps)

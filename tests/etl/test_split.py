@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from contract.errors import UserError
 from etl.split import dedup_and_split, sample_negatives
+from etl.workflow import FIRST_ID
 
 
 def test_split_by_hand_with_duplicates_and_ties():
@@ -41,14 +42,14 @@ def test_negatives_are_unseen_distinct_and_deterministic():
 
 
 def test_near_saturated_user_gets_every_remaining_item():
-    users = np.zeros(45, dtype=np.int64) + 3
+    users = np.zeros(45, dtype=np.int64) + FIRST_ID
     items = np.arange(3, 48)  # 45 of the 50 real items seen
     negs = sample_negatives(np.array([3]), users, items, cardinality=53, n=5, seed=1)
     assert sorted(negs[0]) == [48, 49, 50, 51, 52]
 
 
 def test_too_few_unseen_items_is_a_clear_error():
-    users = np.zeros(48, dtype=np.int64) + 3
+    users = np.zeros(48, dtype=np.int64) + FIRST_ID
     with pytest.raises(UserError, match="lower --negatives"):
         sample_negatives(np.array([3]), users, np.arange(3, 51), cardinality=53, n=5, seed=1)
 
@@ -82,14 +83,14 @@ def test_split_properties(rows, order_seed):
 
 
 @settings(max_examples=100, deadline=None)
-@given(histories=st.lists(st.sets(st.integers(3, 40), min_size=1, max_size=30), min_size=1, max_size=12),
+@given(histories=st.lists(st.sets(st.integers(FIRST_ID, 40), min_size=1, max_size=30), min_size=1, max_size=12),
        n=st.integers(1, 8), seed=st.integers(0, 2**31))
 def test_negative_properties(histories, n, seed):
     cardinality = 41
-    users = np.concatenate([np.full(len(h), u + 3) for u, h in enumerate(histories)])
+    users = np.concatenate([np.full(len(h), u + FIRST_ID) for u, h in enumerate(histories)])
     items = np.concatenate([sorted(h) for h in histories])
-    test_users = np.arange(len(histories)) + 3
-    if min(cardinality - 3 - len(h) for h in histories) < n:
+    test_users = np.arange(len(histories)) + FIRST_ID
+    if min(cardinality - FIRST_ID - len(h) for h in histories) < n:
         with pytest.raises(UserError):
             sample_negatives(test_users, users, items, cardinality, n, seed)
         return
@@ -97,7 +98,7 @@ def test_negative_properties(histories, n, seed):
     assert negs.shape == (len(histories), n)
     for row, history in zip(negs, histories):
         assert len(set(row.tolist())) == n and not set(row.tolist()) & history
-        assert row.min() >= 3 and row.max() < cardinality
+        assert row.min() >= FIRST_ID and row.max() < cardinality
     assert np.array_equal(negs, sample_negatives(test_users, users, items, cardinality, n, seed))
     # a user's draw does not depend on who else shares the partition
     first = users == test_users[0]

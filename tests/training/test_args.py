@@ -12,8 +12,13 @@ def test_dle_flags_parse():
 
 
 @pytest.mark.parametrize("argv", [["--checkpoint_dir", ""], ["--log_path", " "], ["-e", "0"], ["--dropout", "1"],
-                                  ["--resume"], ["--mode", "test"]])
+                                  ["--resume"], ["--mode", "test"], ["-l", "-1"], ["--layers", "5", "3"],
+                                  ["--layers", "0"], ["--resume", "--overwrite", "--checkpoint_dir", "c"]])
 def test_refused(argv, capsys):
     with pytest.raises(SystemExit) as done:
         parse_args(["--data", "d", *argv])
     assert done.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_load_checkpoint_path_in_train_mode_is_the_starting_point():
+    assert str(parse_args(["--data", "d", "--load_checkpoint_path", "m.pth"]).init_from) == "m.pth"

@@ -1,7 +1,10 @@
-"""Checkpoints: refused when they belong to another dataset or architecture, or are not checkpoints."""
+"""Checkpoints: refused when they belong to another dataset or architecture, or are not checkpoints;
+DeepLearningExamples' plain state_dicts load where the shapes fit."""
+import torch
+
 from ..helpers import train, train_fails, write_byo_dataset
 
-SMALL = ["-b", "4096", "-f", "8", "--layers", "16", "8", "-l", "0.01"]
+SMALL = ["-b", "4096", "-f", "8", "--layers", "16", "8", "-l", "0.01", "-k", "2"]
 
 
 def test_checkpoint_from_another_dataset_or_corrupt(tmp_path, prepared):
@@ -9,9 +12,21 @@ def test_checkpoint_from_another_dataset_or_corrupt(tmp_path, prepared):
     train("--data", folder, "-e", "1", *SMALL, "--checkpoint_dir", tmp_path / "ckpt")
     message = train_fails("--mode", "test", "--data", prepared, "--load_checkpoint_path", tmp_path / "ckpt" / "model.pth")
     assert "belongs to another dataset" in message
-    message = train_fails("--data", folder, "-e", "2", "-b", "4096", "-f", "8", "--layers", "32", "16", "--checkpoint_dir",
+    message = train_fails("--data", folder, "-e", "2", "-b", "4096", "-f", "8", "--layers", "32", "16", "-k", "2", "--checkpoint_dir",
                     tmp_path / "ckpt", "--resume")
     assert "architecture" in message
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"\x00garbage" * 100)
-    assert "corrupt" in train_fails("--mode", "test", "--data", folder, "--load_checkpoint_path", corrupt)
+    assert "corrupt" in train_fails("--mode", "test", "--data", folder, "-k", "2", "--load_checkpoint_path", corrupt)
+
+
+def test_a_dle_state_dict_loads_where_the_shapes_fit(tmp_path):
+    folder = write_byo_dataset(tmp_path / "byo")
+    ours = train("--data", folder, "-e", "2", *SMALL, "-b", "300", "--checkpoint_dir", tmp_path / "ckpt")
+    state = torch.load(tmp_path / "ckpt" / "model.pth", weights_only=True)["model"]
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "dle.pth")  # as saved from DDP
+    tested = train("--mode", "test", "--data", folder, "-k", "2", "--load_checkpoint_path", tmp_path / "dle.pth")
+    assert tested["hr"] == ours["best_hr"]
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+    assert "not of a NeuMF model" in train_fails("--mode", "test", "--data", folder, "-k", "2",
+                                                 "--load_checkpoint_path", tmp_path / "other.pth")

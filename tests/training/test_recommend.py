@@ -32,7 +32,8 @@ def test_recommend_all_users_and_bad_requests(tmp_path, prepared, trained, capsy
     workflow = prepared.parent / "workflow"
     base = ["--checkpoint", str(trained), "--workflow", str(workflow), "--data", str(prepared)]
     assert recommend_main(base + ["--all-users", "--topk", "3", "--output", str(tmp_path / "all.csv")]) == 0
-    n_users = FeatureSpec.from_yaml(prepared).user_cardinality - 3
+    spec = FeatureSpec.from_yaml(prepared)
+    n_users = spec.user_cardinality - spec.first_index
     assert len(pd.read_csv(tmp_path / "all.csv")) == 3 * n_users
     assert recommend_main(base + ["--all-users", "--topk", "100000", "--output", str(tmp_path / "x.csv")]) == 2
     assert "catalogue size" in capsys.readouterr().err

@@ -90,6 +90,7 @@ BAD = {
     "ids beyond cardinality": (
         lambda f: pd.read_csv(f / "train_ids_1.csv").assign(product=99).to_csv(f / "train_ids_1.csv", index=False),
         "cardinality is 40"),
+    "K not below the series length": (lambda f: None, "must be smaller than the test series length"),
     "missing channel": (
         lambda f: (f / "feature_spec.yaml").write_text(
             (f / "feature_spec.yaml").read_text().replace("label_ch: [clicked]", "")), "label_ch is missing"),
@@ -101,4 +102,36 @@ def test_bad_data_fails_with_one_line(tmp_path, case):
     folder = write_byo_dataset(tmp_path / "byo")
     edit, message = BAD[case]
     edit(folder)
-    assert message in train_fails("--data", folder, "-e", "1", *SMALL)
+    k = "6" if case.startswith("K ") else "2"
+    assert message in train_fails("--data", folder, "-e", "1", *SMALL, "-k", k)
+
+
+def test_a_rerun_never_replaces_an_earlier_run_without_a_flag(tmp_path):
+    folder = write_byo_dataset(tmp_path / "byo")
+    ckpt, log = tmp_path / "ckpt", tmp_path / "log.jsonl"
+    common = ["--data", folder, *SMALL, "-b", "300", "-k", "2", "--checkpoint_dir", ckpt, "--log_path", log]
+    train(*common, "-e", "2")
+    best = (ckpt / "model.pth").read_bytes()
+    assert "--resume" in train_fails(*common, "-e", "1") and "--overwrite" in train_fails(*common, "-e", "1")
+    assert (ckpt / "model.pth").read_bytes() == best and len(log.read_text().splitlines()) == 2
+    train(*common, "-e", "1", "--overwrite")
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [0]
+
+
+def test_load_checkpoint_path_in_train_mode_starts_from_those_weights(tmp_path):
+    """DLE semantics: the weights are loaded before training (a tiny learning rate keeps them)."""
+    folder = write_byo_dataset(tmp_path / "byo")
+    first = train("--data", folder, "-e", "6", "-b", "300", "-f", "8", "--layers", "16", "8", "-l", "0.02", "-k", "2",
+                  "--checkpoint_dir", tmp_path / "a")
+    again = train("--data", folder, "-e", "1", "-b", "300", "-l", "1e-9", "-k", "2",
+                  "--load_checkpoint_path", tmp_path / "a" / "model.pth")
+    assert first["best_hr"] > first["toppop_hr"] + 0.2
+    assert again["best_hr"] == pytest.approx(first["best_hr"], abs=0.02)
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint_dir", "--log_path"])
+def test_unwritable_output_is_one_line(tmp_path, flag):
+    folder = write_byo_dataset(tmp_path / "byo")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert "cannot" in train_fails("--data", folder, "-e", "1", *SMALL, "-b", "300", "-k", "2", flag, blocker / "out")

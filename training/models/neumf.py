@@ -88,3 +88,19 @@ class NeuMF(nn.Module):
                 x = dropout(x, self.dropout, self.training)
             branches.append(x)
         return self.final(torch.cat(branches, dim=-1) if len(branches) > 1 else branches[0]).squeeze(-1)
+
+
+def architecture_of(state: dict) -> dict:
+    """The architecture and table sizes behind a NeuMF state_dict (ours or DeepLearningExamples')."""
+    has_mf, has_mlp = "mf_user_embed.weight" in state, "mlp_user_embed.weight" in state
+    if not (has_mf or has_mlp) or "final.weight" not in state:
+        raise KeyError("not a NeuMF state_dict")
+    variant = "neumf" if has_mf and has_mlp else ("gmf" if has_mf else "mlp")
+    n_layers = sum(1 for key in state if key.startswith("mlp.") and key.endswith(".weight"))
+    layers = [int(state["mlp.0.weight"].shape[1])] + [int(state[f"mlp.{i}.weight"].shape[0]) for i in range(n_layers)] \
+        if has_mlp else [2]
+    user = state["mf_user_embed.weight" if has_mf else "mlp_user_embed.weight"]
+    item = state["mf_item_embed.weight" if has_mf else "mlp_item_embed.weight"]
+    factors = int(state["mf_user_embed.weight"].shape[1]) if has_mf else 8
+    return {"architecture": {"variant": variant, "factors": factors, "layers": layers},
+            "cardinalities": {"users": int(user.shape[0]), "items": int(item.shape[0])}}
