@@ -102,9 +102,12 @@ def recommend(args) -> pd.DataFrame:
     raw_items = np.empty(n_items, dtype=object)
     raw_items[item_vocab.index.to_numpy()] = item_vocab.to_numpy()
 
-    raw_users = [str(u) for u in user_vocab.to_numpy()] if args.all_users else \
-        [u.strip() for u in args.users.split(",") if u.strip()]
-    encoded = user_vocab.index.to_numpy() if args.all_users else encode_users(raw_users, user_vocab)
+    if args.all_users:  # in the order of the raw ids, not of the vocabulary's frequency order
+        by_raw_id = user_vocab.sort_values(kind="stable")
+        raw_users, encoded = [str(u) for u in by_raw_id.to_numpy()], by_raw_id.index.to_numpy()
+    else:
+        raw_users = [u.strip() for u in args.users.split(",") if u.strip()]
+        encoded = encode_users(raw_users, user_vocab)
     device = start_runtime().device
     model = build_model(payload["meta"]["architecture"], spec.table_sizes).to(device).eval()
     model.load_state_dict(payload["model"])
@@ -126,17 +129,31 @@ def recommend(args) -> pd.DataFrame:
         best = np.argsort(-popularity, kind="stable")[: args.topk]
         frames.append(_rows(np.asarray(raw_users, dtype=object)[unknown], np.tile(best, (len(unknown), 1)),
                             np.tile(popularity[best], (len(unknown), 1)), raw_items, "popularity"))
+        frames[-1] = frames[-1].rename(columns={"score": "train_count"})
         print(f"note: {len(unknown)} unknown user id(s) ({', '.join(map(str, np.asarray(raw_users)[unknown][:5]))}"
               f"{'...' if len(unknown) > 5 else ''}) got the most popular items (source=popularity)", file=sys.stderr)
-    return pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True).reindex(columns=COLUMNS)
+    short = frame[frame["source"] == "model"].groupby("user", sort=False).size()
+    short = short[short < args.topk]
+    if len(short):
+        print(f"note: {len(short)} user(s) have fewer than {args.topk} items they have not seen "
+              f"({', '.join(map(str, short.index[:5]))}{'...' if len(short) > 5 else ''}): their lists are shorter",
+              file=sys.stderr)
+    return frame
+
+
+# score: the model's logit (source=model); train_count: the item's train interactions (source=popularity).
+COLUMNS = ["user", "rank", "item", "score", "train_count", "source"]
 
 
 def _rows(users, items, scores, raw_items, source) -> pd.DataFrame:
+    """One row per (user, rank); items masked as seen (score -inf) are dropped, never padded in."""
     k = items.shape[1]
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "user": np.repeat(users, k), "rank": np.tile(np.arange(1, k + 1), len(users)),
         "item": raw_items[items.ravel()], "score": scores.ravel(), "source": source,
     })
+    return frame[np.isfinite(frame["score"])]
 
 
 def write(frame: pd.DataFrame, output: Path) -> None:
@@ -157,7 +174,7 @@ def main(argv=None) -> int:
     except UserError as exc:
         return print_error(exc)
     print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
-                      "popularity_fallback_users": int((frame["source"] == "popularity").sum() // args.topk)}))
+                      "popularity_fallback_users": int(frame.loc[frame["source"] == "popularity", "user"].nunique())}))
     return 0
 
 

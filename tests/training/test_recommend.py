@@ -5,7 +5,7 @@ from contract.feature_spec import FeatureSpec
 from etl.prepare import PrepareConfig, prepare
 from training.recommend import main as recommend_main
 
-from ..helpers import vocabulary, write_byo_dataset
+from ..helpers import train, vocabulary, write_byo_dataset, write_ratings_csv
 
 
 def test_recommend_excludes_history_and_flags_unknown_users(tmp_path, prepared, trained, capsys):
@@ -53,3 +53,31 @@ def test_recommend_refuses_a_workflow_that_did_not_encode_the_data(tmp_path, pre
                            str(prepared), "--users", "1", "--output", str(tmp_path / "r.csv")])
     assert code == 2 and "do not belong together" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_all_users_come_in_raw_id_order_with_scores_named_by_source(tmp_path, prepared, trained):
+    out = tmp_path / "all.csv"
+    assert recommend_main(["--checkpoint", str(trained), "--workflow", str(prepared.parent / "workflow"),
+                           "--data", str(prepared), "--all-users", "--topk", "2", "--output", str(out)]) == 0
+    recs = pd.read_csv(out)
+    users = recs["user"].drop_duplicates().tolist()
+    assert users == sorted(users)
+    assert recs["score"].notna().all() and recs["train_count"].isna().all()
+
+
+def test_users_who_have_seen_almost_everything_get_shorter_lists(tmp_path, capsys):
+    rows = [(1, i, 5.0, i) for i in range(1, 7)] + [(u, i, 4.0, 10 * u + i) for u in (2, 3, 4) for i in (1, 2, 7, 8)]
+    raw = write_ratings_csv(tmp_path / "ratings.csv", rows)
+    prepare(PrepareConfig(input=raw, output=tmp_path / "d", workflow_dir=tmp_path / "wf", negatives=1, quiet=True))
+    train("--data", tmp_path / "d", "-e", "1", "-b", "20", "-f", "4", "--layers", "8", "4", "-k", "1",
+          "--checkpoint_dir", tmp_path / "ckpt")
+    out = tmp_path / "recs.csv"
+    assert recommend_main(["--checkpoint", str(tmp_path / "ckpt" / "model.pth"), "--workflow", str(tmp_path / "wf"),
+                           "--data", str(tmp_path / "d"), "--users", "1,2,999", "--topk", "4",
+                           "--output", str(out)]) == 0
+    recs = pd.read_csv(out)
+    assert recs[recs["user"] == 1]["item"].tolist() in ([7, 8], [8, 7])  # 8 items, 6 seen: 2 left, no padding
+    assert len(recs[recs["user"] == 2]) == 4 and recs["score"].notna().sum() == 6
+    unknown = recs[recs["user"] == 999]
+    assert (unknown["source"] == "popularity").all() and unknown["train_count"].notna().all()
+    assert "fewer than 4 items" in capsys.readouterr().err
