@@ -21,8 +21,8 @@ class StageLog:
         self.say(f"[{name}] done in {self.timings[name]:.1f}s")
 
     def say(self, message: str) -> None:
-        if not self.quiet:
-            print(message, file=sys.stderr, flush=True)
+        if not self.quiet:  # timestamped: readable in CI logs and nohup runs too
+            print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
     @property
     def total(self) -> float:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from contract.errors import UserError
 
@@ -19,8 +20,8 @@ class EpochReport:
         self.writer = None
 
     def say(self, message: str) -> None:
-        if self.runtime.is_main:
-            print(message, file=sys.stderr, flush=True)
+        if self.runtime.is_main:  # timestamped: readable in CI logs and nohup runs too
+            print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
     # ---- checkpointed state ------------------------------------------------------------
     def state(self) -> dict:

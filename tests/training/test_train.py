@@ -1,5 +1,6 @@
 """Training on real data through the real loader: accuracy, resume, AMP, test mode, bad input."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ from training.models.neumf import NeuMF
 from training.runtime import Runtime
 from training.train import accumulate_gradients
 
-from ..helpers import train, train_fails, write_byo_dataset
+from ..helpers import run_module, train, train_fails, write_byo_dataset
 
 SMALL = ["-b", "4096", "-f", "8", "--layers", "16", "8", "-l", "0.01"]
 
@@ -54,9 +55,13 @@ def test_resume_equals_uninterrupted(prepared, tmp_path):
     assert resumed["epochs"] == 3
 
 
-def test_amp_path_runs(prepared):
-    summary = train("--data", prepared, "-e", "1", *SMALL, "--amp")
+def test_amp_path_runs_and_progress_lines_carry_timestamps(prepared):
+    result = run_module("training", "--data", prepared, "-e", "1", *SMALL, "--amp")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert 0 <= summary["best_hr"] <= 1 and np.isfinite(summary["final_loss"])
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning")]
+    assert any("epoch   0" in line for line in lines)
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
 
 
 def test_grad_accumulation_and_variants(prepared):
