@@ -1,6 +1,6 @@
 """Write outputs somewhere temporary and rename them into place only when complete.
 
-Temporaries are hidden (`.NAME.tmp-PID-XXXX`) beside their target, so the rename is atomic and
+Temporaries are hidden (`.NAME.tmp-<pid>-<random>`) beside their target, so the rename is atomic and
 a killed run never leaves anything that looks valid; the next run for the same target sweeps
 the temporaries of processes that no longer exist. Finished outputs get the permissions the
 user's umask asks for (mkdtemp/mkstemp would leave them 0700/0600).
