@@ -1,0 +1,1 @@
+"""Data layouts read from a FeatureSpec: pairs (NeuMF) now; per-user lists (VAE-CF) next."""
