@@ -171,6 +171,12 @@ class FeatureSpec:
         """Identifies the fitted workflow that encoded this data (None for BYO data)."""
         return self.encoding.get("workflow_id")
 
+    @property
+    def workflow_dir(self) -> Path | None:
+        """The saved workflow that encoded this data, as the ETL recorded it (None for BYO data)."""
+        where = self.encoding.get("workflow")
+        return (self.base_directory / where).resolve() if where else None
+
     def vocabulary_file(self, workflow_dir, feature: str) -> Path:
         """Where a saved workflow keeps the raw values of `feature` (from the ETL's metadata)."""
         files = self.encoding.get("vocabularies") or {}

@@ -40,9 +40,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="raw ratings -> train/test parquet + feature_spec.yaml + workflow")
     p.add_argument("--input", required=True, help="MovieLens zip/folder/file, or any CSV/parquet")
     p.add_argument("--output", required=True, help="DATA_DIR to create")
-    p.add_argument("--workflow-dir", help="where to save the fitted workflow (default workflows/<output name>)")
+    fit = p.add_mutually_exclusive_group()
+    fit.add_argument("--workflow-dir", help="where to save the fitted workflow (default: OUTPUT/workflow)")
+    fit.add_argument("--workflow", help="encode with this saved workflow instead of fitting one (no refit; "
+                                        "rows with unseen ids are counted and dropped)")
     p.add_argument("--negatives", type=int, default=100, help="verified negatives per test series")
-    p.add_argument("--min-rating", type=float, help="keep ratings >= R as positives (default: all)")
+    p.add_argument("--min-rating", type=float, help="ratings >= R are positives; the others stay known to the "
+                                                    "user, never recommended (default: every rating is a positive)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--partitions", type=int, help="train/test partitions (default: a multiple of 8)")
     where = p.add_mutually_exclusive_group()
@@ -80,8 +84,8 @@ def run(args) -> None:
 
         cfg = PrepareConfig(
             input=args.input, output=args.output, format=args.format, workflow_dir=args.workflow_dir,
-            negatives=args.negatives, min_rating=args.min_rating, seed=args.seed, device=args.device,
-            workers=args.workers, scheduler=args.scheduler, partitions=args.partitions,
+            workflow=args.workflow, negatives=args.negatives, min_rating=args.min_rating, seed=args.seed,
+            device=args.device, workers=args.workers, scheduler=args.scheduler, partitions=args.partitions,
             columns=_columns(args), overwrite=args.overwrite, quiet=args.quiet,
         )
         print(json.dumps(prepare(cfg)))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from contract.errors import UserError
-
 from .workflow import FIRST_ID
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -67,21 +65,20 @@ def _first_occurrences(matrix):
     return mask
 
 
+def unseen_counts(test_users, all_users, cardinality: int):
+    """How many real items each test user has not interacted with (`all_users`: one row per distinct pair)."""
+    known, seen = np.unique(all_users, return_counts=True)
+    return (cardinality - FIRST_ID) - seen[np.searchsorted(known, test_users)]
+
+
 def sample_negatives(test_users, all_users, all_items, cardinality: int, n: int, seed: int, rounds: int = 3):
     """`n` distinct items per test user that the user never interacted with.
 
     Vectorised rejection sampling over widening candidate rows; the rare users left
     after `rounds` (those who have seen most of the catalogue) are drawn exactly.
+    Every test user must have at least `n` unseen items (see `unseen_counts`).
     """
     keys = np.sort(all_users.astype(np.int64) * cardinality + all_items)
-    known, seen = np.unique(all_users, return_counts=True)
-    available = (cardinality - FIRST_ID) - seen[np.searchsorted(known, test_users)]
-    if len(test_users) and available.min() < n:
-        worst = test_users[np.argmin(available)]
-        raise UserError(
-            f"user index {worst} has only {available.min()} items left to draw {n} test negatives from; "
-            f"lower --negatives"
-        )
     result = np.zeros((len(test_users), n), dtype=np.int64)
     pending = np.arange(len(test_users))
     for round_ in range(rounds):
@@ -106,13 +103,27 @@ def sample_negatives(test_users, all_users, all_items, cardinality: int, n: int,
 
 
 def split_partition(df, item_cardinality: int, negatives: int, seed: int):
-    """(train, test, counts) for one user-complete partition of the encoded data."""
+    """(train, test, known, counts) for one user-complete partition of the encoded data.
+
+    Positives (label 1) are deduplicated and split; the other interactions become `known`
+    pairs (seen, never trained on, never drawn as negatives). Rows with an out-of-vocabulary
+    id (data encoded by an earlier workflow) are dropped and counted. A user with fewer than
+    `negatives` unseen items cannot get a test series: their latest positive stays in train.
+    """
     users = df["user_id"].to_numpy(np.int64)
     items = df["item_id"].to_numpy(np.int64)
-    train_u, train_i, test_u, test_i, dropped = dedup_and_split(users, items, df["timestamp"].to_numpy())
-    negs = sample_negatives(test_u, np.concatenate([train_u, test_u]), np.concatenate([train_i, test_i]),
-                            item_cardinality, negatives, seed)
-    train = pd.DataFrame({"user_id": train_u, "item_id": train_i, "label": np.ones(len(train_u), np.float32)})
+    in_vocabulary = (users >= FIRST_ID) & (items >= FIRST_ID)
+    positive = (df["label"].to_numpy() > 0) & in_vocabulary
+    train_u, train_i, test_u, test_i, dropped = dedup_and_split(users[positive], items[positive],
+                                                               df["timestamp"].to_numpy()[positive])
+    known_u, known_i = _known_pairs(users[~positive & in_vocabulary], items[~positive & in_vocabulary],
+                                    np.concatenate([train_u, test_u]), np.concatenate([train_i, test_i]),
+                                    item_cardinality)
+    all_u, all_i = np.concatenate([train_u, test_u, known_u]), np.concatenate([train_i, test_i, known_i])
+    saturated = unseen_counts(test_u, all_u, item_cardinality) < negatives
+    train_u, train_i = np.concatenate([train_u, test_u[saturated]]), np.concatenate([train_i, test_i[saturated]])
+    test_u, test_i = test_u[~saturated], test_i[~saturated]
+    negs = sample_negatives(test_u, all_u, all_i, item_cardinality, negatives, seed)
     series = negatives + 1
     test = pd.DataFrame(
         {
@@ -121,6 +132,17 @@ def split_partition(df, item_cardinality: int, negatives: int, seed: int):
             "label": np.tile(np.r_[1.0, np.zeros(negatives)].astype(np.float32), len(test_u)),
         }
     )
-    counts = {"interactions": len(users), "duplicates_dropped": dropped, "train_rows": len(train),
-              "test_series": len(test_u)}
-    return train, test, counts
+    counts = {"interactions": len(users), "duplicates_dropped": dropped, "train_rows": len(train_u),
+              "test_series": len(test_u), "known_pairs": len(known_u), "saturated_users": int(saturated.sum()),
+              "oov_rows_dropped": int((~in_vocabulary).sum())}
+    return _pairs(train_u, train_i, 1.0), test, _pairs(known_u, known_i, 0.0), counts
+
+
+def _known_pairs(users, items, positive_users, positive_items, cardinality: int):
+    """Distinct (user, item) pairs of non-positive interactions that are not also positives."""
+    keys = np.setdiff1d(users * cardinality + items, positive_users * cardinality + positive_items)
+    return keys // cardinality, keys % cardinality
+
+
+def _pairs(users, items, label: float) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": users, "item_id": items, "label": np.full(len(users), label, np.float32)})

@@ -1,7 +1,9 @@
-"""The NVTabular Workflow: keep the positives, encode raw ids with Categorify, add the label.
+"""The NVTabular Workflow: encode raw ids with Categorify and label each interaction.
 
-The positive rule lives inside the workflow (a Filter op), so `prepare` and `transform`, which
-both apply the saved workflow, can never disagree about it. Only named, importable callables
+The positive rule lives inside the workflow (the label op), so `prepare` and `transform`, which
+both apply the saved workflow, can never disagree about it. Every interaction is kept and
+encoded: those below the rule (label 0) are not trained on but are still "known" to the user,
+so they are never recommended back nor drawn as test negatives. Only named, importable callables
 go into the graph, so `Workflow.save` pickles them by reference and the saved workflow loads
 on NVTabular releases that refuse lambdas. Loading a workflow runs pickled code: only load
 folders you trust.
@@ -15,8 +17,6 @@ import numpy as np
 from contract.errors import UserError
 from contract.vocabulary import vocabulary_fingerprint
 
-from .readers import RAW_COLUMNS
-
 ID_COLUMNS = ["user_id", "item_id"]
 LABEL = "label"
 ENCODED_COLUMNS = [*ID_COLUMNS, LABEL, "timestamp", "rating"]
@@ -27,34 +27,26 @@ FIRST_ID = 3
 
 
 class RatingAtLeast:
-    """The positive rule: rating >= min_rating (every interaction when min_rating is None)."""
+    """The positive rule as a label: 1.0 where rating >= min_rating (everywhere when it is None)."""
 
     def __init__(self, min_rating: float | None):
         self.min_rating = min_rating
 
-    def __call__(self, df):
+    def __call__(self, rating):
         if self.min_rating is None:
-            return df["rating"] == df["rating"]  # all True, on pandas and cuDF alike
-        return df["rating"] >= self.min_rating
-
-
-class Ones:
-    """The implicit label of a kept row: 1.0."""
-
-    def __call__(self, column):
-        return (column * 0 + 1).astype(np.float32)
+            return (rating * 0 + 1).astype(np.float32)  # on pandas and cuDF alike
+        return (rating >= self.min_rating).astype(np.float32)
 
 
 def build_workflow(vocab_dir: Path, min_rating: float | None):
     import nvtabular as nvt
     from nvtabular import ops
 
-    positives = RAW_COLUMNS >> ops.Filter(RatingAtLeast(min_rating))
     # out_path keeps vocabularies out of the current directory, where two workflows
     # would overwrite each other's files (Categorify's default is "./").
-    ids = positives[ID_COLUMNS] >> ops.Categorify(out_path=str(vocab_dir), dtype=np.int64)
-    label = positives["rating"] >> ops.LambdaOp(Ones(), dtype=np.float32) >> ops.Rename(name=LABEL)
-    return nvt.Workflow(ids + label + positives[["timestamp", "rating"]])
+    ids = ID_COLUMNS >> ops.Categorify(out_path=str(vocab_dir), dtype=np.int64)
+    label = ["rating"] >> ops.LambdaOp(RatingAtLeast(min_rating), dtype=np.float32) >> ops.Rename(name=LABEL)
+    return nvt.Workflow(ids + label + ["timestamp", "rating"])
 
 
 def fitted_cardinalities(workflow) -> dict[str, int]:

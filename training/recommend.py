@@ -1,7 +1,9 @@
 """python -m training.recommend: top-K raw item ids per raw user id from a trained checkpoint.
 
-Items the user already has in the prepared data (train, and the test positive) are excluded.
-Users the workflow has never seen get the most popular items, flagged source=popularity.
+Items the user already has are excluded: positives (train and the test positive) and the
+interactions below the positive rule ("known") of every `--data` folder given, e.g. the newer
+data a model was fine-tuned on and the older data it was first trained on. Users the workflow
+has never seen get the most popular items, flagged source=popularity.
 """
 from __future__ import annotations
 
@@ -29,8 +31,11 @@ from .runtime import start_runtime
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.recommend", description=__doc__)
     p.add_argument("--checkpoint", type=Path, required=True, help="model.pth or last.pth")
-    p.add_argument("--workflow", type=Path, required=True, help="the saved workflow of the prepared data")
-    p.add_argument("--data", type=Path, required=True, help="DATA_DIR (its feature_spec.yaml)")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="DATA_DIR [OLDER_DATA_DIR ...]: the first one's FeatureSpec sizes the model; items seen in "
+                        "any of them are excluded (all must be encoded by one workflow)")
+    p.add_argument("--workflow", type=Path, help="the saved workflow that encoded the data "
+                                                  "(default: the one its FeatureSpec records)")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--users", help="comma-separated raw user ids")
     who.add_argument("--all-users", action="store_true")
@@ -40,16 +45,37 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def seen_keys(spec: FeatureSpec) -> np.ndarray:
-    """Sorted user * items + item keys of every positive in the prepared data."""
+def seen_keys(specs: list[FeatureSpec]) -> np.ndarray:
+    """Sorted user * items + item keys of everything the users have: positives and known pairs."""
     keys = []
-    for mapping in ("train", "test"):
-        if mapping in spec.source_spec:
-            frame = spec.read(mapping)
-            frame = frame[frame[spec.label_feature] == 1]
-            keys.append(frame[spec.user_feature].to_numpy(np.int64) * spec.item_cardinality
-                        + frame[spec.item_feature].to_numpy(np.int64))
+    for spec in specs:
+        for mapping in ("train", "test", "known"):
+            if mapping in spec.source_spec:
+                frame = spec.read(mapping)
+                if mapping != "known":  # test series hold sampled negatives too
+                    frame = frame[frame[spec.label_feature] == 1]
+                keys.append(frame[spec.user_feature].to_numpy(np.int64) * spec.item_cardinality
+                            + frame[spec.item_feature].to_numpy(np.int64))
     return np.unique(np.concatenate(keys))
+
+
+def history_specs(folders: list[Path]) -> list[FeatureSpec]:
+    """The FeatureSpecs of every --data folder, checked to share one encoding."""
+    specs = [FeatureSpec.from_yaml(folder) for folder in folders]
+    first = specs[0]
+    for folder, spec in zip(folders[1:], specs[1:]):
+        if spec.workflow_id != first.workflow_id or spec.table_sizes != first.table_sizes:
+            raise UserError(f"--data {folder} was encoded by another workflow than {folders[0]}: "
+                            "its indices name other users and items, so it cannot serve as their history")
+    return specs
+
+
+def workflow_of(spec: FeatureSpec, given: Path | None) -> Path:
+    if given is not None:
+        return given
+    if spec.workflow_dir is None:
+        raise UserError(f"{spec.base_directory}: its FeatureSpec records no workflow; pass --workflow")
+    return spec.workflow_dir
 
 
 def encode_users(raw_ids: list[str], vocab: pd.Series) -> np.ndarray:
@@ -92,10 +118,11 @@ def load_vocabularies(spec: FeatureSpec, workflow_dir: Path) -> tuple[pd.Series,
 
 
 def recommend(args) -> pd.DataFrame:
-    spec = FeatureSpec.from_yaml(args.data)
+    specs = history_specs(args.data)
+    spec = specs[0]
     payload = checkpoint.load(args.checkpoint)
     checkpoint.check_fits(payload, args.checkpoint, spec.table_sizes)
-    user_vocab, item_vocab = load_vocabularies(spec, args.workflow)
+    user_vocab, item_vocab = load_vocabularies(spec, workflow_of(spec, args.workflow))
     n_items = spec.item_cardinality
     if not 1 <= args.topk <= len(item_vocab):
         raise UserError(f"--topk {args.topk} must be between 1 and the catalogue size ({len(item_vocab)} items)")
@@ -111,7 +138,7 @@ def recommend(args) -> pd.DataFrame:
     device = start_runtime().device
     model = build_model(payload["meta"]["architecture"], spec.table_sizes).to(device).eval()
     model.load_state_dict(payload["model"])
-    seen = seen_keys(spec)
+    seen = seen_keys(specs)
 
     frames = []
     known = np.flatnonzero(encoded >= 0)

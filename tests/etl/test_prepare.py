@@ -88,15 +88,20 @@ def test_local_cluster_matches_local_scheduler(tmp_path, synthetic_raw, prepared
 
 def test_min_rating_and_single_interaction_users(tmp_path):
     raw = write_ratings_csv(tmp_path / "ratings.csv", [
-        (1, 10, 5.0, 1), (1, 11, 2.0, 2), (1, 12, 4.0, 3),  # the 2.0 is dropped by --min-rating 4
+        (1, 10, 5.0, 1), (1, 11, 2.0, 2), (1, 12, 4.0, 3),  # the 2.0 is known, not a positive, at --min-rating 4
         (2, 10, 4.5, 5),                                      # one interaction: train only
         (3, 12, 4.0, 1), (3, 10, 4.0, 9),
     ] + [(9, i, 4.0, i) for i in range(20, 30)])
-    stats = prepare(PrepareConfig(input=raw, output=tmp_path / "out", workflow_dir=tmp_path / "wf", negatives=2,
-                                  min_rating=4.0, quiet=True))
-    assert stats["interactions"] == 15 and stats["test_series"] == 3 and stats["train_rows"] == 12
-    vocab = vocabulary(tmp_path / "wf", "item_id")
-    assert 11 not in set(vocab.tolist()) and vocab.index.min() == FIRST_ID
+    stats = prepare(PrepareConfig(input=raw, output=tmp_path / "out", negatives=2, min_rating=4.0, quiet=True))
+    assert stats["interactions"] == 16 and stats["test_series"] == 3 and stats["train_rows"] == 12
+    assert stats["known_pairs"] == 1
+    # the workflow is saved with its data by default, and the FeatureSpec says where
+    spec = FeatureSpec.from_yaml(tmp_path / "out")
+    assert spec.workflow_dir == (tmp_path / "out" / "workflow").resolve()
+    vocab = vocabulary(spec.workflow_dir, "item_id")
+    known = spec.read("known")
+    assert known["item_id"].map(vocab).tolist() == [11] and known["user_id"].nunique() == 1
+    assert vocab.index.min() == FIRST_ID
 
 
 @pytest.mark.parametrize("partitions", [3])

@@ -1,11 +1,10 @@
 """Dedup, leave-latest-out split and verified negatives on hand-made cases."""
 import numpy as np
-import pytest
+import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract.errors import UserError
-from etl.split import dedup_and_split, sample_negatives
+from etl.split import dedup_and_split, sample_negatives, split_partition, unseen_counts
 from etl.workflow import FIRST_ID
 
 
@@ -48,10 +47,31 @@ def test_near_saturated_user_gets_every_remaining_item():
     assert sorted(negs[0]) == [48, 49, 50, 51, 52]
 
 
-def test_too_few_unseen_items_is_a_clear_error():
-    users = np.zeros(48, dtype=np.int64) + FIRST_ID
-    with pytest.raises(UserError, match="lower --negatives"):
-        sample_negatives(np.array([3]), users, np.arange(3, 51), cardinality=53, n=5, seed=1)
+def _encoded(rows):
+    users, items, labels, times = (np.array(c) for c in zip(*rows))
+    return pd.DataFrame({"user_id": users, "item_id": items, "label": labels.astype(np.float32), "timestamp": times})
+
+
+def test_a_user_without_enough_unseen_items_keeps_the_latest_in_train_and_is_counted():
+    # user 3 has seen 48 of the 50 items, fewer than 5 negatives remain; user 4 is ordinary
+    rows = [(3, i, 1.0, i) for i in range(3, 51)] + [(4, 3, 1.0, 1), (4, 4, 1.0, 2)]
+    train, test, known, counts = split_partition(_encoded(rows), 53, negatives=5, seed=1)
+    assert counts["saturated_users"] == 1 and counts["test_series"] == 1
+    assert set(test["user_id"]) == {4}
+    assert sorted(train.loc[train["user_id"] == 3, "item_id"]) == list(range(3, 51))
+
+
+def test_non_positives_are_known_never_trained_never_negatives_and_oov_rows_are_dropped():
+    rows = [(3, i, 1.0, i) for i in range(3, 9)]            # positives 3..8, latest 8 is the test positive
+    rows += [(3, i, 0.0, 50 + i) for i in range(9, 40)]     # rated below the rule: known
+    rows += [(3, 5, 0.0, 99)]                               # a positive pair rated low again: still a positive
+    rows += [(2, 4, 1.0, 1), (3, 2, 1.0, 2)]                # out-of-vocabulary user / item
+    train, test, known, counts = split_partition(_encoded(rows), 43, negatives=3, seed=7)
+    assert sorted(train["item_id"]) == [3, 4, 5, 6, 7] and (train["label"] == 1).all()
+    assert sorted(known["item_id"]) == list(range(9, 40)) and (known["label"] == 0).all()
+    negatives = test.loc[test["label"] == 0, "item_id"]
+    assert set(negatives) <= {40, 41, 42}
+    assert counts["known_pairs"] == 31 and counts["oov_rows_dropped"] == 2 and counts["interactions"] == len(rows)
 
 
 # ---- properties over random inputs (hypothesis) ----------------------------------------------
@@ -90,9 +110,9 @@ def test_negative_properties(histories, n, seed):
     users = np.concatenate([np.full(len(h), u + FIRST_ID) for u, h in enumerate(histories)])
     items = np.concatenate([sorted(h) for h in histories])
     test_users = np.arange(len(histories)) + FIRST_ID
-    if min(cardinality - FIRST_ID - len(h) for h in histories) < n:
-        with pytest.raises(UserError):
-            sample_negatives(test_users, users, items, cardinality, n, seed)
+    unseen = unseen_counts(test_users, users, cardinality)
+    assert unseen.tolist() == [cardinality - FIRST_ID - len(h) for h in histories]
+    if unseen.min() < n:  # split_partition keeps such users out of the test split
         return
     negs = sample_negatives(test_users, users, items, cardinality, n, seed)
     assert negs.shape == (len(histories), n)

@@ -25,7 +25,8 @@ def test_transform_keeps_known_ids_and_maps_unseen_to_oov(tmp_path, prepared, ca
     raw, users, items = _new_ratings(tmp_path, prepared)
     out = tmp_path / "encoded"
     assert etl_main(["transform", "--workflow", str(prepared.parent / "workflow"), "--input", str(raw),
-                     "--output", str(out), "--quiet"]) == 0
+                     "--output", str(out)]) == 0
+    assert "2 rows (50.0%) fell to the out-of-vocabulary index 2" in capsys.readouterr().err
     frame = pd.read_parquet(out / "data")
     assert frame["user_id"].tolist() == [users.index[0], OOV_INDEX, users.index[2], users.index[1]]
     assert frame["item_id"].tolist() == [items.index[1], items.index[0], OOV_INDEX, items.index[2]]
@@ -52,6 +53,7 @@ def test_transform_bad_input(tmp_path, prepared, capsys, case):
 def test_prepare_and_transform_share_one_positive_rule(tmp_path):
     """Ratings below --min-rating are not positives, whether the data is prepared or transformed."""
     rows = [(u, i, 5.0 if (u + i) % 3 else 2.0, 10 * u + i) for u in range(1, 9) for i in range(1, 12)]
+    rows += [(9, i, 5.0, i) for i in range(12, 30)]  # a wider catalogue, so test negatives exist
     raw = write_ratings_csv(tmp_path / "ratings.csv", rows)
     prepare(PrepareConfig(input=raw, output=tmp_path / "prepared", workflow_dir=tmp_path / "wf", negatives=2,
                           min_rating=4.0, quiet=True))
@@ -62,3 +64,8 @@ def test_prepare_and_transform_share_one_positive_rule(tmp_path):
     assert (transformed["label"] == 1).all() and (transformed["rating"] >= 4).all()
     assert sorted(zip(transformed["user_id"], transformed["item_id"])) == \
         sorted(zip(prepared["user_id"], prepared["item_id"]))
+    # the interactions below the rule are known to the user in both outputs
+    known_prepared, known_transformed = spec.read("known"), pd.read_parquet(tmp_path / "transformed" / "known")
+    assert len(known_prepared) == sum(r[2] < 4 for r in rows) and (known_transformed["rating"] < 4).all()
+    assert sorted(zip(known_transformed["user_id"], known_transformed["item_id"])) == \
+        sorted(zip(known_prepared["user_id"], known_prepared["item_id"]))
