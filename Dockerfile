@@ -69,14 +69,13 @@ RUN python -m pip list --format=freeze \
     && rm /tmp/merlin-constraints.txt
 
 # The code last, installed without dependencies (pyproject.toml declares none anyway).
-# workflows/ is also bind-mounted by docker-compose.yml, so fitted workflows persist on the host.
+# Fitted workflows are saved inside their data folder, which docker-compose.yml bind-mounts.
 COPY pyproject.toml README.md ./
 COPY contract/ contract/
 COPY etl/ etl/
 COPY training/ training/
 COPY notebooks/ notebooks/
 COPY feature_specs/ feature_specs/
-COPY workflows/ workflows/
 RUN python -m pip install --no-deps -e .
 
 CMD ["python", "-m", "training", "--help"]

@@ -25,7 +25,7 @@ demo: install $(RAW)
 	$(BIN)/python -m etl prepare --input $(RAW) --output $(DATA) --overwrite
 	rm -rf $(RUN)
 	$(BIN)/python -m training --data $(DATA) --checkpoint_dir $(RUN)/checkpoints --log_path $(RUN)/log.jsonl
-	$(BIN)/python -m training.recommend --checkpoint $(RUN)/checkpoints/model.pth --workflow workflows/synthetic \
+	$(BIN)/python -m training.recommend --checkpoint $(RUN)/checkpoints/model.pth \
 		--data $(DATA) --users 1,2,3 --topk 5 --output $(RUN)/recommendations.csv
 
 # The layering rules (contract below etl and training) are part of the tests.
@@ -50,4 +50,4 @@ bench-quick: install
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) data runs checkpoints workflows/synthetic mutants
+	rm -rf $(VENV) data runs checkpoints mutants

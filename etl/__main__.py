@@ -16,6 +16,8 @@ def _add_columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--item-col", default="movieId", help="item id column of a generic CSV/parquet")
     p.add_argument("--timestamp-col", default="timestamp")
     p.add_argument("--rating-col", default="rating", help="optional; every row is a positive without it")
+    p.add_argument("--sep", help="separator of a generic CSV, '\\t' for a tab (default: detected from the header "
+                                 "line among , \\t ; |)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true")
@@ -63,7 +65,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _columns(args) -> ColumnNames:
-    return ColumnNames(args.user_col, args.item_col, args.timestamp_col, args.rating_col or None)
+    sep = "\t" if args.sep == r"\t" else args.sep  # a shell hands over '\t' as two characters
+    return ColumnNames(args.user_col, args.item_col, args.timestamp_col, args.rating_col or None, sep)
 
 
 def run(args) -> None:

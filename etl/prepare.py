@@ -26,6 +26,7 @@ from .workflow import FIRST_ID, build_workflow, fitted_cardinalities, load_workf
 
 # Train partitions come in multiples of this so 1, 2, 4 or 8 ranks get equal shares.
 PARTITION_MULTIPLE = 8
+WORKFLOW_FOLDER = "workflow"
 
 
 @dataclass
@@ -45,6 +46,13 @@ class PrepareConfig:
     columns: ColumnNames = field(default_factory=ColumnNames)
     overwrite: bool = False
     quiet: bool = False
+
+    @property
+    def fitted_workflow_dir(self) -> Path | None:
+        """Where the fitted workflow is saved: with its data unless --workflow-dir says otherwise."""
+        if self.workflow is not None:
+            return None
+        return self.workflow_dir or self.output / WORKFLOW_FOLDER
 
     def __post_init__(self):
         self.input, self.output = Path(self.input), Path(self.output)
@@ -81,11 +89,10 @@ def prepare(cfg: PrepareConfig) -> dict:
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(dask_client(device, cfg.workers, cfg.scheduler))
         out = stack.enter_context(atomic_dir(cfg.output, cfg.overwrite))
-        # The workflow lives with its data unless --workflow-dir names its own (atomic) folder.
         if applied is not None:
             workflow_dir, workflow_tmp = cfg.workflow, None
-        elif cfg.workflow_dir is None:
-            workflow_dir, workflow_tmp = cfg.output / "workflow", out / "workflow"
+        elif cfg.workflow_dir is None:  # inside the output: replaced with it, never shared by name
+            workflow_dir, workflow_tmp = cfg.fitted_workflow_dir, out / WORKFLOW_FOLDER
         else:
             workflow_dir = cfg.workflow_dir
             workflow_tmp = stack.enter_context(atomic_dir(cfg.workflow_dir, cfg.overwrite))

@@ -1,69 +1,102 @@
-"""Raw interaction readers: MovieLens files/zips/folders and any CSV or parquet.
+"""Raw interaction readers: MovieLens files/zips/folders, any CSV/TSV (gzipped or not) or parquet,
+and folders of such part files.
 
 Every reader returns a Dask DataFrame with the columns of RAW_COLUMNS: raw user and
 item ids, an int64 timestamp and a float32 rating (1.0 when the source has none).
 """
 from __future__ import annotations
 
+import gzip
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
+from dask.dataframe.io.csv import read_pandas
 
 from contract.errors import UserError
 
 RAW_COLUMNS = ["user_id", "item_id", "timestamp", "rating"]
 FORMATS = ("auto", "ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "csv", "parquet")
-# The file that holds the ratings in each MovieLens release, and the format it implies.
+# The file that holds the ratings in each MovieLens release (also gzipped), and the format it implies.
 RATINGS_FILES = {"u.data": "ml-100k", "ratings.dat": "ml-1m", "ratings.csv": "ml-20m"}
+# Files a folder of parts may hold; one kind per folder.
+PART_KINDS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")
+SEPARATORS = (",", "\t", ";", "|")  # detected from the header line, first wins a tie
 BLOCKSIZE = "32MB"  # ~1M rows per partition: both cores busy, bounded memory
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
 class ColumnNames:
-    """Column names of a generic CSV/parquet source (defaults: MovieLens' ratings.csv)."""
+    """How to read a generic CSV/parquet source: its column names (defaults: MovieLens' ratings.csv)
+    and, for a CSV, its separator (None: detected from the header line)."""
 
     user: str = "userId"
     item: str = "movieId"
     timestamp: str = "timestamp"
     rating: str | None = "rating"
+    sep: str | None = None
 
 
 def resolve_input(path, fmt: str, workdir: Path) -> tuple[Path, str]:
-    """Find the ratings file behind `path` (file, folder or zip) and its format."""
+    """Find the ratings behind `path` and their format: a file, or a folder of part files read as one."""
     path = Path(path)
     if fmt not in FORMATS:
         raise UserError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not path.exists():
         raise UserError(f"input {path} does not exist")
     if path.is_dir():
-        found = _find_ratings_file(path)
-        if found is None:
-            raise UserError(f"no ratings file ({', '.join(RATINGS_FILES)}) found in folder {path}")
-        path = found
+        path = _find_ratings_file(path) or path
     elif path.suffix == ".zip" or (fmt == "auto" and zipfile.is_zipfile(path)):
         path = _extract_ratings(path, workdir)
-    if path.stat().st_size == 0:
-        raise UserError(f"input {path} is empty")
+    files = _input_files(path)
+    if not files:
+        raise UserError(f"no ratings file ({', '.join(RATINGS_FILES)}, optionally .gz) nor part files "
+                        f"({', '.join(PART_KINDS)}) found in folder {path}")
+    for file in files:
+        if file.stat().st_size == 0:
+            raise UserError(f"input {file} is empty")
     if fmt == "auto":
-        fmt = _format_from_name(path)
+        fmt = _format_from_name(files[0])
     return path, fmt
+
+
+def _plain_name(path: Path) -> str:
+    return path.name.removesuffix(".gz")  # compression does not change what a file holds
 
 
 def _find_ratings_file(folder: Path) -> Path | None:
     for pattern in ("*", "*/*"):
         for candidate in sorted(folder.glob(pattern)):
-            if candidate.name in RATINGS_FILES and candidate.is_file():
+            if _plain_name(candidate) in RATINGS_FILES and candidate.is_file():
                 return candidate
     return None
+
+
+def _input_files(path: Path) -> list[Path]:
+    """The file itself, or a folder's part files sorted by name (file order is row order)."""
+    if not path.is_dir():
+        return [path]
+    kinds: dict[str, list[Path]] = {}
+    for file in sorted(path.iterdir()):
+        kind = next((k for k in PART_KINDS if file.name.endswith(k)), None)
+        # '.'/'_' names are bookkeeping (_SUCCESS, .crc, editor files), not data
+        if kind and file.is_file() and not file.name.startswith((".", "_")):
+            kinds.setdefault(kind, []).append(file)
+    if len(kinds) > 1:
+        found = "; ".join(f"{len(files)} {kind} (e.g. {files[0].name})" for kind, files in kinds.items())
+        raise UserError(f"folder {path} mixes part files of different kinds ({found}); keep one kind")
+    return next(iter(kinds.values()), [])
 
 
 def _extract_ratings(archive: Path, workdir: Path) -> Path:
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.namelist() if Path(m).name in RATINGS_FILES]
+            members = [m for m in zf.namelist() if _plain_name(Path(m)) in RATINGS_FILES]
             if not members:
                 raise UserError(f"zip {archive} holds no ratings file ({', '.join(RATINGS_FILES)})")
             member = sorted(members, key=len)[0]
@@ -78,38 +111,41 @@ def _extract_ratings(archive: Path, workdir: Path) -> Path:
 
 
 def _format_from_name(path: Path) -> str:
-    if path.name in RATINGS_FILES:
-        return RATINGS_FILES[path.name]
-    if path.suffix == ".parquet":
+    plain = Path(_plain_name(path))
+    if plain.name in RATINGS_FILES:
+        return RATINGS_FILES[plain.name]
+    if plain.suffix == ".parquet":
         return "parquet"
-    if path.suffix in (".csv", ".txt"):
+    if plain.suffix in (".csv", ".tsv", ".txt"):
         return "csv"
-    if path.suffix == ".dat":
+    if plain.suffix == ".dat":
         return "ml-1m"
     raise UserError(f"cannot tell the format of {path}; pass --format ({', '.join(FORMATS[1:])})")
 
 
 def read_ratings(path: Path, fmt: str, columns: ColumnNames = ColumnNames(), typed: bool = True) -> dd.DataFrame:
-    """Lazily read a resolved ratings file into the RAW_COLUMNS schema.
+    """Lazily read a resolved ratings file (or folder of part files) into the RAW_COLUMNS schema.
 
     typed=True parses numbers in the CSV parser (fast); a value that does not parse fails
     with pandas' terse message, and `diagnose` re-reads as text to name the bad column.
     """
+    files = _input_files(Path(path))
     layout = _LAYOUTS.get(fmt)
     if layout:
         sep, names = layout
         dtype = {n: ("float64" if n == "rating" else "int64") if typed else str for n in RAW_COLUMNS}
-        ddf = dd.read_csv(str(path), sep=sep, header=None, names=names, blocksize=BLOCKSIZE,
-                          dtype={n: dtype.get(n, str) for n in names}, on_bad_lines="error")[
-            ["user_id", "item_id", "rating", "timestamp"]]
+        ddf = read_pandas(_parse_csv_block, [str(f) for f in files], sep=sep, header=None, names=names,
+                          blocksize=_blocksize(files[0]), dtype={n: dtype.get(n, str) for n in names},
+                          on_bad_lines="error")[["user_id", "item_id", "rating", "timestamp"]]
         numeric_ids = True
     elif fmt == "parquet":
-        ddf = _read_named(path, "parquet", columns, typed)
+        ddf = _read_named(files, "parquet", columns, typed)
         numeric_ids = all(pd.api.types.is_integer_dtype(ddf[c].dtype) for c in ("user_id", "item_id"))
     else:
-        named = ColumnNames() if fmt != "csv" else columns
-        ddf = _read_named(path, "csv", named, typed)
-        numeric_ids = fmt != "csv" or _csv_ids_look_numeric(path, named)
+        named = columns if fmt == "csv" else ColumnNames()
+        named = replace(named, sep=_separator(files[0], named.sep))
+        ddf = _read_named(files, "csv", named, typed)
+        numeric_ids = fmt != "csv" or _csv_ids_look_numeric(files[0], named)
     meta = pd.DataFrame(
         {
             "user_id": pd.Series(dtype="int64" if numeric_ids else object),
@@ -136,49 +172,94 @@ _LAYOUTS = {
 }
 
 
+def _parse_csv_block(*args, **kwargs) -> pd.DataFrame:
+    """pd.read_csv for Dask that refuses integers past int64: asked for int64, pandas returns
+    uint64 for them, which Dask would then silently wrap back to int64."""
+    df = pd.read_csv(*args, **kwargs)
+    for column in df.columns:
+        if df[column].dtype.kind == "u":
+            raise ValueError(f"column {column}: {df[column].max()} does not fit a signed 64-bit integer")
+    return df
+
+
+def _blocksize(path: Path) -> str | None:
+    return None if path.name.endswith(".gz") else BLOCKSIZE  # a gzip stream cannot be split
+
+
+def _separator(path: Path, sep: str | None) -> str:
+    """--sep as given, else the one of SEPARATORS that the header line holds most of."""
+    if sep is not None:
+        if len(sep) != 1:  # longer ones need pandas' slow regex parser
+            raise UserError(f"--sep must be one character (\\t for a tab), not {sep!r}")
+        return sep
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        header = f.readline(1 << 16)
+    return max(SEPARATORS, key=header.count)
+
+
 def _csv_ids_look_numeric(path: Path, columns: ColumnNames) -> bool:
-    """Integer ids stay integers; anything else (hashes, names) is kept as strings."""
-    head = pd.read_csv(path, nrows=1000, dtype=str, usecols=[columns.user, columns.item])
-    return all(pd.to_numeric(head[c], errors="coerce").notna().all() for c in head)
+    """Ids that are exact int64 integers stay integers; anything else (hashes, names, ids past
+    int64) is kept as strings, so it comes back exactly."""
+    head = pd.read_csv(path, nrows=1000, dtype=str, usecols=[columns.user, columns.item], sep=columns.sep)
+    try:
+        for column in head:
+            _to_int(head[column], column)
+    except UserError:
+        return False
+    return True
 
 
-def _read_named(path: Path, kind: str, columns: ColumnNames, typed: bool) -> dd.DataFrame:
+def _header(path: Path, kind: str, sep: str | None) -> list[str]:
+    if kind == "csv":
+        try:
+            return list(pd.read_csv(path, nrows=0, sep=sep).columns)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise UserError(f"{path} is not a readable CSV file: {str(exc).splitlines()[0]}")
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).schema_arrow.names
+    except Exception as exc:  # pyarrow raises several types for non-parquet bytes
+        raise UserError(f"{path} is not a readable parquet file: {str(exc).splitlines()[0]}")
+
+
+def _read_named(files: list[Path], kind: str, columns: ColumnNames, typed: bool) -> dd.DataFrame:
+    first = files[0]
     wanted = {"user_id": columns.user, "item_id": columns.item, "timestamp": columns.timestamp}
     if columns.rating:
         wanted["rating"] = columns.rating
-    if kind == "csv":
-        try:
-            header = list(pd.read_csv(path, nrows=0).columns)
-        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise UserError(f"{path} is not a readable CSV file: {str(exc).splitlines()[0]}")
-    else:
-        import pyarrow.parquet as pq
-
-        try:
-            header = pq.ParquetFile(path).schema_arrow.names
-        except Exception as exc:  # pyarrow raises several types for non-parquet bytes
-            raise UserError(f"{path} is not a readable parquet file: {str(exc).splitlines()[0]}")
-    optional = {"rating"} if columns == ColumnNames() or kind == "parquet" else set()
+    header = _header(first, kind, columns.sep)
+    # Dask reuses the first file's header for every block, so every part must share it.
+    for part in files[1:]:
+        if (other := _header(part, kind, columns.sep)) != header:
+            raise UserError(f"part {part} has columns ({', '.join(map(str, other))}) unlike {first.name} "
+                            f"({', '.join(map(str, header))}); every part needs the same columns")
+    optional = {"rating"} if replace(columns, sep=None) == ColumnNames() or kind == "parquet" else set()
     for role, name in list(wanted.items()):
         if name not in header:
             if role in optional:
                 del wanted[role]
                 continue
-            raise UserError(
-                f"{path} has no {role.replace('_id', '')} column '{name}' (columns: {', '.join(map(str, header))}); "
-                f"name it with --{role.replace('_id', '')}-col"
-            )
+            what = role.replace("_id", "")
+            read = f" (read with separator {columns.sep!r})" if kind == "csv" else ""
+            raise UserError(f"{first} has no {what} column '{name}' (columns: {', '.join(map(str, header))}){read}; "
+                            f"name it with --{what}-col" + (" or pass --sep" if kind == "csv" else ""))
+    paths = [str(f) for f in files]
     if kind == "csv":
         dtype = str
         if typed:  # numbers where the first rows are numbers; a later odd value sends us to diagnose()
-            sample = pd.read_csv(path, nrows=1000, dtype=str, usecols=list(wanted.values()))
-            dtype = {name: ("float64" if role == "rating" else "int64")
-                     if pd.to_numeric(sample[name], errors="coerce").notna().all() else str
-                     for role, name in wanted.items()}
-        ddf = dd.read_csv(str(path), usecols=list(wanted.values()), blocksize=BLOCKSIZE, dtype=dtype)
+            sample = pd.read_csv(first, nrows=1000, dtype=str, usecols=list(wanted.values()), sep=columns.sep)
+            ids = _csv_ids_look_numeric(first, columns)  # as read_ratings decides: text ids stay exact
+            dtype = {}
+            for role, name in wanted.items():
+                numeric = ids if role.endswith("_id") else pd.to_numeric(sample[name], errors="coerce").notna().all()
+                dtype[name] = ("float64" if role == "rating" else "int64") if numeric else str
+        ddf = read_pandas(_parse_csv_block, paths, usecols=list(wanted.values()), blocksize=_blocksize(first),
+                          dtype=dtype, sep=columns.sep)
     else:
         # one partition per row group: a single large file must not become a single partition
-        ddf = dd.read_parquet(str(path), columns=list(wanted.values()), split_row_groups=True)
+        ddf = dd.read_parquet(paths, columns=list(wanted.values()), split_row_groups=True)
     ddf = ddf.rename(columns={v: k for k, v in wanted.items()})
     if "rating" not in wanted:
         ddf["rating"] = 1.0
@@ -206,12 +287,29 @@ def normalise_partition(df: pd.DataFrame, numeric_ids: bool) -> pd.DataFrame:
 
 
 def _to_int(values: pd.Series, what: str) -> pd.Series:
+    """int64 ids, exactly: a value outside int64 raises rather than wraps."""
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.isna().any():
         raise UserError(f"{what} column: cannot parse {values[numbers.isna()].iloc[0]!r} as an integer id")
-    if (numbers % 1 != 0).any():
-        raise UserError(f"{what} column: {numbers[numbers % 1 != 0].iloc[0]!r} is not an integer id")
-    return numbers.astype("int64")
+    if numbers.dtype.kind == "i":
+        return numbers.astype("int64")
+    if numbers.dtype.kind == "u":  # exact; pandas only picks uint64 for values past int64's max
+        exact, outside = numbers, numbers > np.uint64(INT64_MAX)
+    else:  # float64 rounds ids past 2**53 (2**63 - 1 becomes 2**63): take them from the text
+        exact = pd.Series([_exact_int(v) for v in values], index=values.index, dtype=object)
+        if exact.isna().any():
+            raise UserError(f"{what} column: {values[exact.isna()].iloc[0]!r} is not an integer id")
+        outside = exact.map(lambda n: not INT64_MIN <= n <= INT64_MAX).astype(bool)
+    if outside.any():
+        raise UserError(f"{what} column: {values[outside].iloc[0]} does not fit a signed 64-bit integer; store "
+                        "such ids as strings (a CSV keeps them as strings when its first 1000 rows hold one)")
+    return exact.astype("int64")
+
+
+def _exact_int(value) -> int | None:
+    """The integer a number's text spells exactly; None for fractions and infinities."""
+    number = Decimal(str(value).strip())
+    return int(number) if number.is_finite() and number == number.to_integral_value() else None
 
 
 def _to_timestamp(values: pd.Series) -> pd.Series:
@@ -245,7 +343,7 @@ def stage_ratings(path: Path, fmt: str, columns: ColumnNames, target: Path, clie
                                              name_function=staged_name), client=client, quiet=quiet)
     except UserError:
         raise
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # the parser overflows on an integer past uint64
         diagnose(path, fmt, columns)
         raise
     return sum(pq.ParquetFile(f).metadata.num_rows for f in staged_files(target))

@@ -174,7 +174,7 @@ def test_etl_writes_into_bind_mounts_and_train_reads_it(compose, stages):
     synthetic, prepare = etl_steps(compose)
     assert prepare.input == synthetic.output
     cfg = PrepareConfig(input=prepare.input, output=prepare.output, workflow_dir=prepare.workflow_dir)
-    for path in (synthetic.output, cfg.output, cfg.workflow_dir):
+    for path in (synthetic.output, cfg.output, cfg.fitted_workflow_dir):
         assert in_mount(path, etl, stage), f"{path} is lost when the etl container exits"
     argv = command(train)
     assert argv[0] == "torchrun" and argv[argv.index("-m") + 1] == "training"

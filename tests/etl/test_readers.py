@@ -1,10 +1,16 @@
 """Every input layout a user can hand over, read into the same raw schema."""
+import gzip
+import json
+import warnings
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from etl.readers import ColumnNames, read_ratings, resolve_input
+from contract.errors import UserError
+from etl.__main__ import main
+from etl.readers import ColumnNames, _to_int, read_ratings, resolve_input, stage_ratings
 
 ROWS = [(1, 10, 4.0, 100), (1, 20, 3.0, 200), (2, 10, 5.0, 150)]
 
@@ -77,3 +83,159 @@ def test_forced_format_overrides_the_name(tmp_path):
     _expect(frame)
     with pytest.raises(ValueError):
         _read(path, tmp_path, fmt="no-such-format")
+
+
+def _gzip(path, text):
+    with gzip.open(path, "wt") as f:
+        f.write(text)
+    return path
+
+
+def _csv_text(sep=",", columns=("userId", "movieId", "rating", "timestamp"), rows=ROWS):
+    return "".join(sep.join(map(str, r)) + "\n" for r in [columns, *rows])
+
+
+@pytest.mark.parametrize("name, expected", [("ratings.csv.gz", "ml-20m"), ("x.csv.gz", "csv"),
+                                            ("x.tsv", "csv"), ("x.tsv.gz", "csv")])
+def test_gzip_and_tsv_files_are_read_by_their_plain_name(tmp_path, name, expected):
+    sep = "\t" if ".tsv" in name else ","
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        _gzip(path, _csv_text(sep))
+    else:
+        path.write_text(_csv_text(sep))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # dask warns when asked to split a compressed file
+        fmt, frame = _read(path, tmp_path)
+    assert fmt == expected
+    _expect(frame)
+
+
+def test_folder_search_finds_gzipped_movielens_ratings(tmp_path):
+    (tmp_path / "ml-20m").mkdir()
+    _gzip(tmp_path / "ml-20m" / "ratings.csv.gz", _csv_text())
+    (tmp_path / "ml-20m" / "movies.csv").write_text("movieId,title\n")
+    fmt, frame = _read(tmp_path, tmp_path)
+    assert fmt == "ml-20m"
+    _expect(frame)
+
+
+def _write_parts(folder, suffix, rows=ROWS, sep=None):
+    """One row per part, written last-first so that only the name sort gives file order."""
+    folder.mkdir(exist_ok=True)
+    sep = sep or ("\t" if ".tsv" in suffix else ",")
+    for index in reversed(range(len(rows))):
+        path = folder / f"part-{index}{suffix}"
+        frame = pd.DataFrame([rows[index]], columns=["u", "i", "r", "t"])
+        if suffix == ".parquet":
+            frame.to_parquet(path)
+        elif suffix.endswith(".gz"):
+            _gzip(path, frame.to_csv(sep=sep, index=False))
+        else:
+            frame.to_csv(path, sep=sep, index=False)
+    (folder / "_SUCCESS").write_text("")
+    return folder
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".parquet"])
+def test_folder_of_part_files_is_one_input_in_name_order(tmp_path, suffix):
+    folder = _write_parts(tmp_path / "parts", suffix)
+    fmt, frame = _read(folder, tmp_path, columns=ColumnNames("u", "i", "t", "r"))
+    assert fmt == ("parquet" if suffix == ".parquet" else "csv")
+    _expect(frame)
+
+
+def test_folder_of_parts_must_be_one_kind_with_one_header(tmp_path):
+    folder = _write_parts(tmp_path / "mixed", ".csv")
+    pd.DataFrame([ROWS[0]], columns=["u", "i", "r", "t"]).to_parquet(folder / "part-9.parquet")
+    with pytest.raises(UserError, match=r"\.csv.*\.parquet") as err:
+        _read(folder, tmp_path, columns=ColumnNames("u", "i", "t", "r"))
+    assert "\n" not in str(err.value)
+    folder = _write_parts(tmp_path / "ragged", ".csv")
+    (folder / "part-1.csv").write_text("u,i,t\n1,20,200\n")
+    with pytest.raises(UserError, match="part-1.csv") as err:
+        _read(folder, tmp_path, columns=ColumnNames("u", "i", "t", "r"))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name, sep", [("interactions.txt", "\t"), ("events.tsv", "\t"), ("e.csv", ";"), ("e.csv", "|")])
+def test_separator_is_detected_from_the_header(tmp_path, name, sep):
+    path = tmp_path / name
+    path.write_text(_csv_text(sep, ("u", "i", "r", "t")))
+    fmt, frame = _read(path, tmp_path, columns=ColumnNames("u", "i", "t", "r"))
+    assert fmt == "csv"
+    _expect(frame)
+
+
+def test_wrong_separator_names_the_one_used(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text(_csv_text(";", ("u", "i", "r", "t")))
+    _, frame = _read(path, tmp_path, columns=ColumnNames("u", "i", "t", "r", sep=";"))
+    _expect(frame)
+    with pytest.raises(UserError, match=r"has no user column 'u' .*\(read with separator ','\)") as err:
+        _read(path, tmp_path, columns=ColumnNames("u", "i", "t", "r", sep=","))
+    assert "\n" not in str(err.value)
+
+
+def test_sep_flag_accepts_an_escaped_tab(tmp_path, capsys):
+    rows = [(u, i, 4.0, i) for u in range(1, 4) for i in range(u, u + 4)]
+    folder = _write_parts(tmp_path / "tabs", ".tsv", rows)
+    for part in folder.glob("*.tsv"):  # a name that says nothing about the separator
+        part.rename(part.with_suffix(".csv"))
+    out = tmp_path / "out"
+    args = ["prepare", "--input", str(folder), "--output", str(out), "--negatives", "1", "--quiet",
+            "--user-col", "u", "--item-col", "i", "--timestamp-col", "t", "--rating-col", "r"]
+    assert main(args + ["--sep", ","]) == 2
+    assert "(read with separator ',')" in capsys.readouterr().err
+    assert main(args + ["--sep", r"\t"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train_rows"] == 9
+
+
+INT64_MAX = 2**63 - 1
+
+
+def test_csv_ids_past_int64_stay_exact_strings(tmp_path):
+    path = tmp_path / "big.csv"
+    ids = [str(INT64_MAX), str(2**63), str(2**64 - 1)]
+    pd.DataFrame({"u": ids, "i": [1, 2, 3], "t": [1, 2, 3]}).to_csv(path, index=False)
+    _, frame = _read(path, tmp_path, columns=ColumnNames("u", "i", "t", None))
+    assert frame["user_id"].tolist() == ids
+
+
+def test_int64_edge_ids_come_back_exact(tmp_path):
+    path = tmp_path / "edge.csv"
+    pd.DataFrame({"u": [INT64_MAX, -(2**63), 1], "i": [1, 2, 3], "t": [1, 2, 3]}).to_csv(path, index=False)
+    _, frame = _read(path, tmp_path, columns=ColumnNames("u", "i", "t", None))
+    assert frame["user_id"].tolist() == [INT64_MAX, -(2**63), 1] and str(frame["user_id"].dtype) == "int64"
+    # text that pandas reads as float64 (a negative id next to a huge one) must not round
+    assert _to_int(pd.Series(["-1", str(INT64_MAX), "2.0"]), "user id").tolist() == [-1, INT64_MAX, 2]
+    with pytest.raises(UserError, match=f"user id column: {2**63} does not fit a signed 64-bit integer"):
+        _to_int(pd.Series(["-1", str(2**63)]), "user id")
+
+
+@pytest.mark.parametrize("big", [2**63, 2**64])
+def test_csv_id_past_int64_after_the_sample_fails_cleanly(tmp_path, big):
+    path = tmp_path / "late.csv"
+    users = [1] * 1500 + [big]
+    pd.DataFrame({"u": [str(u) for u in users], "i": 1, "t": 1}).to_csv(path, index=False)
+    with pytest.raises(UserError, match=f"user id column: {big} does not fit a signed 64-bit integer") as err:
+        stage_ratings(path, "csv", ColumnNames("u", "i", "t", None), tmp_path / "staged")
+    assert "\n" not in str(err.value)
+
+
+def test_uint64_parquet_ids(tmp_path):
+    path = tmp_path / "u.parquet"
+    frame = pd.DataFrame({"u": np.array([1, INT64_MAX], dtype="uint64"), "i": [1, 2], "t": [1, 2]})
+    frame.to_parquet(path)
+    _, read = _read(path, tmp_path, columns=ColumnNames("u", "i", "t", None))
+    assert read["user_id"].tolist() == [1, INT64_MAX]
+    frame.assign(u=np.array([1, 2**63], dtype="uint64")).to_parquet(path)
+    with pytest.raises(UserError, match=f"user id column: {2**63} does not fit a signed 64-bit integer"):
+        _read(path, tmp_path, columns=ColumnNames("u", "i", "t", None))
+
+
+def test_movielens_layout_id_past_int64_fails_cleanly(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text("1\t10\t4\t100\n" * 20 + f"{2**63}\t10\t4\t100\n")  # past the rows Dask samples
+    with pytest.raises(UserError, match=f"user id column: {2**63} does not fit a signed 64-bit integer"):
+        stage_ratings(path, "ml-100k", ColumnNames(), tmp_path / "staged")

@@ -46,9 +46,12 @@ def test_recommend_all_users_and_bad_requests(tmp_path, prepared, trained, capsy
 
 
 def test_recommend_refuses_a_workflow_that_did_not_encode_the_data(tmp_path, prepared, trained, synthetic_raw, capsys):
-    """Same shapes, another fit: the workflow id in the FeatureSpec tells them apart."""
-    prepare(PrepareConfig(input=synthetic_raw, output=tmp_path / "other", workflow_dir=tmp_path / "other-wf",
-                          negatives=5, min_rating=1.5, quiet=True))
+    """Same ids, another fit (other frequencies, so another order): the workflow id tells them apart."""
+    ratings = pd.read_csv(synthetic_raw)
+    rare = ratings["movieId"].value_counts().index[-1]
+    pd.concat([ratings] + [ratings[ratings["movieId"] == rare]] * 50).to_csv(tmp_path / "skewed.csv", index=False)
+    prepare(PrepareConfig(input=tmp_path / "skewed.csv", output=tmp_path / "other", workflow_dir=tmp_path / "other-wf",
+                          negatives=5, quiet=True))
     code = recommend_main(["--checkpoint", str(trained), "--workflow", str(tmp_path / "other-wf"), "--data",
                            str(prepared), "--users", "1", "--output", str(tmp_path / "r.csv")])
     assert code == 2 and "do not belong together" in capsys.readouterr().err
