@@ -131,3 +131,23 @@ def test_killed_run_leaves_nothing_after_the_rerun_and_outputs_honour_the_umask(
         assert path.stat().st_mode & 0o777 == 0o755, path
     for path in (out / "feature_spec.yaml", out / "stats.json", next((out / "train").iterdir()), wf / "workflow.pkl"):
         assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_a_user_who_rated_everything_is_left_out_of_the_test_split_and_reported(tmp_path):
+    """One user who rated the whole catalogue must not abort the ETL (it once asked to 'lower --negatives')."""
+    rows = [(1, i, 4.0, i) for i in range(1, 11)] + [(u, i, 4.0, u * 10 + i) for u in (2, 3) for i in (1, 2, 3)]
+    raw = write_ratings_csv(tmp_path / "ratings.csv", rows)
+    result = subprocess.run([sys.executable, "-m", "etl", "prepare", "--input", str(raw), "--output",
+                             str(tmp_path / "out"), "--negatives", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["saturated_users"] == 1 and stats["test_series"] == 2 and stats["train_rows"] == 10 + 2 * 2
+    assert "1 user(s) have fewer than --negatives 1 unseen items" in result.stderr
+
+
+def test_applying_a_saved_workflow_refuses_a_second_positive_rule(tmp_path, prepared, capsys):
+    from etl.__main__ import main
+
+    code = main(["prepare", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--workflow",
+                 str(prepared.parent / "workflow"), "--min-rating", "4"])
+    assert code == 2 and "the positive rule is part of the saved workflow" in capsys.readouterr().err
