@@ -47,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--workflow", help="encode with this saved workflow instead of fitting one (no refit; "
                                         "rows with unseen ids are counted and dropped)")
     p.add_argument("--negatives", type=int, default=100, help="verified negatives per test series")
+    p.add_argument("--validation", action=argparse.BooleanOptionalAction, default=True,
+                   help="also hold out each user's second-latest positive as a validation series (default: on)")
     p.add_argument("--min-rating", type=float, help="ratings >= R are positives; the others stay known to the "
                                                     "user, never recommended (default: every rating is a positive)")
     p.add_argument("--seed", type=int, default=0)
@@ -87,7 +89,8 @@ def run(args) -> None:
 
         cfg = PrepareConfig(
             input=args.input, output=args.output, format=args.format, workflow_dir=args.workflow_dir,
-            workflow=args.workflow, negatives=args.negatives, min_rating=args.min_rating, seed=args.seed,
+            workflow=args.workflow, negatives=args.negatives, validation=args.validation,
+            min_rating=args.min_rating, seed=args.seed,
             device=args.device, workers=args.workers, scheduler=args.scheduler, partitions=args.partitions,
             columns=_columns(args), overwrite=args.overwrite, quiet=args.quiet,
         )

@@ -37,6 +37,7 @@ class PrepareConfig:
     workflow_dir: Path | None = None  # where to save the fitted workflow; default OUTPUT/workflow
     workflow: Path | None = None  # a saved workflow to apply instead of fitting one
     negatives: int = 100
+    validation: bool = True  # also hold out each user's second-latest positive as a validation series
     min_rating: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -70,16 +71,16 @@ class PrepareConfig:
             raise UserError("--partitions must be at least 1")
 
 
-def write_partition(df, index: int, out: Path, item_cardinality: int, negatives: int, seed: int):
-    """Split one user-complete partition and write its train, test and known files."""
-    *frames, counts = split_partition(to_host(df), item_cardinality, negatives, seed)
+def write_partition(df, index: int, out: Path, item_cardinality: int, negatives: int, seed: int, validation: bool):
+    """Split one user-complete partition and write its train, test, validation and known files."""
+    *frames, counts = split_partition(to_host(df), item_cardinality, negatives, seed, validation)
     for name, frame in zip(SPLITS, frames):
         if len(frame):
             frame.to_parquet(out / name / f"part_{index:05d}.parquet", index=False)
     return counts
 
 
-SPLITS = ("train", "test", "known")
+SPLITS = ("train", "test", "validation", "known")
 
 
 def prepare(cfg: PrepareConfig) -> dict:
@@ -121,7 +122,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             import dask
 
             tasks = [
-                dask.delayed(write_partition)(part, i, out, cards["item_id"], cfg.negatives, cfg.seed)
+                dask.delayed(write_partition)(part, i, out, cards["item_id"], cfg.negatives, cfg.seed, cfg.validation)
                 for i, part in enumerate(by_user.to_delayed())
             ]
             counts = compute_with_progress(*tasks, client=client, quiet=cfg.quiet)
@@ -160,13 +161,14 @@ def _check_positives(cfg: PrepareConfig, totals: dict) -> None:
 
 def _summary(log: StageLog, cfg: PrepareConfig, totals: dict, users: int, items: int) -> None:
     log.say(
-        f"prepared {cfg.output}: {totals['train_rows']:,} train rows, {totals['test_series']:,} test series "
-        f"x {cfg.negatives + 1}, {users:,} users, {items:,} items, {totals['known_pairs']:,} known non-positive "
-        f"pairs, {totals['duplicates_dropped']:,} duplicates dropped, {log.total:.1f}s"
+        f"prepared {cfg.output}: {totals['train_rows']:,} train rows, {totals['test_series']:,} test and "
+        f"{totals['validation_series']:,} validation series x {cfg.negatives + 1}, {users:,} users, {items:,} items, "
+        f"{totals['known_pairs']:,} known non-positive pairs, {totals['duplicates_dropped']:,} duplicates dropped, "
+        f"{log.total:.1f}s"
     )
     if totals["saturated_users"]:
         log.say(f"note: {totals['saturated_users']:,} user(s) have fewer than --negatives {cfg.negatives} unseen "
-                "items: they have no test series (their latest positive stays in train); see stats.json")
+                "items: they have no test or validation series (those positives stay in train); see stats.json")
     if totals["oov_rows_dropped"]:
         share = totals["oov_rows_dropped"] / totals["interactions"]
         log.say(f"note: {totals['oov_rows_dropped']:,} rows ({share:.1%}) have a user or item the workflow has never "

@@ -49,7 +49,7 @@ def seen_keys(specs: list[FeatureSpec]) -> np.ndarray:
     """Sorted user * items + item keys of everything the users have: positives and known pairs."""
     keys = []
     for spec in specs:
-        for mapping in ("train", "test", "known"):
+        for mapping in ("train", "test", "validation", "known"):
             if mapping in spec.source_spec:
                 frame = spec.read(mapping)
                 if mapping != "known":  # test series hold sampled negatives too

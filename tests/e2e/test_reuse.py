@@ -63,7 +63,7 @@ def test_older_then_newer_data_never_recommends_what_users_have(tmp_path, synthe
     recs = pd.read_csv(tmp_path / "recs.csv", dtype={"user": str, "item": str})
     users, items = vocabulary(old_spec.workflow_dir, "user_id"), vocabulary(old_spec.workflow_dir, "item_id")
     recommended = set(zip(recs["user"], recs["item"]))
-    mappings = ("train", "test", "known")
+    mappings = ("train", "test", "validation", "known")
     assert not recommended & _raw_pairs(old_spec, users, items, mappings), "older history recommended back"
     assert not recommended & _raw_pairs(new_spec, users, items, mappings), "newer history recommended back"
     # the raw ratings agree: no user is recommended an item they rated in either period

@@ -34,20 +34,23 @@ def test_outputs_follow_the_contract(prepared, synthetic_raw):
     spec.check_ids(test, "test")
     assert train[["user_id", "item_id"]].min().min() >= FIRST_ID
     assert len(spec.source_spec["train"][0]["files"]) == 8 == stats["train_partitions"]
-    # every deduplicated interaction is either in train or is a test positive
+    # every deduplicated interaction is in train or is a test or validation positive
     series = test.to_numpy().reshape(-1, 51, 3)
+    validation = spec.read("validation").to_numpy().reshape(-1, 51, 3)
     assert (series[:, 0, 2] == 1).all() and (series[:, 1:, 2] == 0).all()
-    assert len(train) + len(series) == len(raw) == stats["train_rows"] + stats["test_series"]
-    # users with 2+ interactions each get exactly one series
+    assert len(train) + len(series) + len(validation) == len(raw) == \
+        stats["train_rows"] + stats["test_series"] + stats["validation_series"]
+    # users with 2+ interactions each get exactly one test series, with 3+ one validation series
     counts = raw.groupby("userId").size()
-    assert len(series) == (counts >= 2).sum()
+    assert len(series) == (counts >= 2).sum() and len(validation) == (counts >= 3).sum()
     assert len(np.unique(series[:, :, 0])) == len(series) and (series[:, :, 0] == series[:, :1, 0]).all()
 
 
 def test_negatives_verified_and_positive_is_latest(prepared, synthetic_raw):
     spec = FeatureSpec.from_yaml(prepared)
     train, test = spec.read("train"), spec.read("test")
-    seen = set(zip(train["user_id"], train["item_id"]))
+    held = pd.concat([test, spec.read("validation")]).query("label == 1")
+    seen = set(zip(train["user_id"], train["item_id"])) | set(zip(held["user_id"], held["item_id"]))
     series = test.to_numpy().astype(np.int64).reshape(-1, 51, 3)
     for row in series:
         user, items = row[0, 0], row[:, 1]
@@ -93,7 +96,8 @@ def test_min_rating_and_single_interaction_users(tmp_path):
         (3, 12, 4.0, 1), (3, 10, 4.0, 9),
     ] + [(9, i, 4.0, i) for i in range(20, 30)])
     stats = prepare(PrepareConfig(input=raw, output=tmp_path / "out", negatives=2, min_rating=4.0, quiet=True))
-    assert stats["interactions"] == 16 and stats["test_series"] == 3 and stats["train_rows"] == 12
+    assert stats["interactions"] == 16 and stats["test_series"] == 3 and stats["train_rows"] == 11
+    assert stats["validation_series"] == 1  # only user 9 has a third positive
     assert stats["known_pairs"] == 1
     # the workflow is saved with its data by default, and the FeatureSpec says where
     spec = FeatureSpec.from_yaml(tmp_path / "out")
@@ -141,7 +145,8 @@ def test_a_user_who_rated_everything_is_left_out_of_the_test_split_and_reported(
                              str(tmp_path / "out"), "--negatives", "1"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
-    assert stats["saturated_users"] == 1 and stats["test_series"] == 2 and stats["train_rows"] == 10 + 2 * 2
+    assert stats["saturated_users"] == 1 and stats["test_series"] == stats["validation_series"] == 2
+    assert stats["train_rows"] == 10 + 2 * 1  # user 1 keeps all ten; users 2 and 3 hold out two each
     assert "1 user(s) have fewer than --negatives 1 unseen items" in result.stderr
 
 

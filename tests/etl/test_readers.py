@@ -188,7 +188,8 @@ def test_sep_flag_accepts_an_escaped_tab(tmp_path, capsys):
     assert main(args + ["--sep", ","]) == 2
     assert "(read with separator ',')" in capsys.readouterr().err
     assert main(args + ["--sep", r"\t"]) == 0, capsys.readouterr().err
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train_rows"] == 9
+    # 12 positives: 3 users x (one test + one validation) held out
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train_rows"] == 6
 
 
 INT64_MAX = 2**63 - 1

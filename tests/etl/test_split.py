@@ -55,8 +55,8 @@ def _encoded(rows):
 def test_a_user_without_enough_unseen_items_keeps_the_latest_in_train_and_is_counted():
     # user 3 has seen 48 of the 50 items, fewer than 5 negatives remain; user 4 is ordinary
     rows = [(3, i, 1.0, i) for i in range(3, 51)] + [(4, 3, 1.0, 1), (4, 4, 1.0, 2)]
-    train, test, known, counts = split_partition(_encoded(rows), 53, negatives=5, seed=1)
-    assert counts["saturated_users"] == 1 and counts["test_series"] == 1
+    train, test, validation, known, counts = split_partition(_encoded(rows), 53, negatives=5, seed=1)
+    assert counts["saturated_users"] == 1 and counts["test_series"] == 1 and counts["validation_series"] == 0
     assert set(test["user_id"]) == {4}
     assert sorted(train.loc[train["user_id"] == 3, "item_id"]) == list(range(3, 51))
 
@@ -66,10 +66,11 @@ def test_non_positives_are_known_never_trained_never_negatives_and_oov_rows_are_
     rows += [(3, i, 0.0, 50 + i) for i in range(9, 40)]     # rated below the rule: known
     rows += [(3, 5, 0.0, 99)]                               # a positive pair rated low again: still a positive
     rows += [(2, 4, 1.0, 1), (3, 2, 1.0, 2)]                # out-of-vocabulary user / item
-    train, test, known, counts = split_partition(_encoded(rows), 43, negatives=3, seed=7)
-    assert sorted(train["item_id"]) == [3, 4, 5, 6, 7] and (train["label"] == 1).all()
+    train, test, validation, known, counts = split_partition(_encoded(rows), 43, negatives=3, seed=7)
+    assert sorted(train["item_id"]) == [3, 4, 5, 6] and (train["label"] == 1).all()
+    assert validation["item_id"].iloc[0] == 7 and test["item_id"].iloc[0] == 8
     assert sorted(known["item_id"]) == list(range(9, 40)) and (known["label"] == 0).all()
-    negatives = test.loc[test["label"] == 0, "item_id"]
+    negatives = pd.concat([test, validation]).query("label == 0")["item_id"]
     assert set(negatives) <= {40, 41, 42}
     assert counts["known_pairs"] == 31 and counts["oov_rows_dropped"] == 2 and counts["interactions"] == len(rows)
 
@@ -123,3 +124,34 @@ def test_negative_properties(histories, n, seed):
     # a user's draw does not depend on who else shares the partition
     first = users == test_users[0]
     assert np.array_equal(negs[:1], sample_negatives(test_users[:1], users[first], items[first], cardinality, n, seed))
+
+
+def test_validation_is_the_second_latest_positive_with_its_own_negatives():
+    rows = [(u, i, 1.0, 100 * u + i) for u in (3, 4) for i in range(3, 8)] + [(5, 3, 1.0, 1), (5, 4, 1.0, 2)]
+    train, test, validation, known, counts = split_partition(_encoded(rows), 203, negatives=20, seed=2)
+    assert test.query("label == 1")[["user_id", "item_id"]].values.tolist() == [[3, 7], [4, 7], [5, 4]]
+    # user 5 has two positives: one for test, one left to train on, none for validation
+    assert validation.query("label == 1")[["user_id", "item_id"]].values.tolist() == [[3, 6], [4, 6]]
+    assert counts["validation_series"] == 2 and counts["train_rows"] == 2 * 3 + 1
+    # another stream of the same hash: validation negatives are not the test ones
+    negatives = {name: frame.query("label == 0 and user_id == 3")["item_id"].tolist()
+                 for name, frame in (("test", test), ("validation", validation))}
+    assert negatives["test"] != negatives["validation"]
+    assert not set(negatives["validation"]) & set(range(3, 8))
+    # without validation, the test split is unchanged and the validation positive is trained on
+    train2, test2, validation2, _, _ = split_partition(_encoded(rows), 203, negatives=20, seed=2, validation=False)
+    pd.testing.assert_frame_equal(test, test2)
+    assert validation2.empty and len(train2) == len(train) + 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=interactions)
+def test_every_positive_lands_once_in_train_validation_or_test(rows):
+    frame = _encoded([(u, i, 1.0, t) for u, i, t in rows])
+    train, test, validation, _, counts = split_partition(frame, 60, negatives=3, seed=0)
+    held = pd.concat([test, validation]).query("label == 1")
+    out = sorted(zip(train["user_id"], train["item_id"])) + sorted(zip(held["user_id"], held["item_id"]))
+    assert sorted(out) == sorted({(u, i) for u, i, _ in rows})
+    # a user with a validation series also has a test series and keeps at least one train positive
+    for user in set(validation["user_id"]):
+        assert user in set(test["user_id"]) and user in set(train["user_id"])

@@ -59,7 +59,8 @@ def test_prepare_and_transform_share_one_positive_rule(tmp_path):
                           min_rating=4.0, quiet=True))
     transform(tmp_path / "wf", raw, tmp_path / "transformed", quiet=True)
     spec = FeatureSpec.from_yaml(tmp_path / "prepared")
-    prepared = pd.concat([spec.read("train"), spec.read("test").query("label == 1")])
+    prepared = pd.concat([spec.read("train"), spec.read("test").query("label == 1"),
+                          spec.read("validation").query("label == 1")])
     transformed = pd.read_parquet(tmp_path / "transformed" / "data")
     assert (transformed["label"] == 1).all() and (transformed["rating"] >= 4).all()
     assert sorted(zip(transformed["user_id"], transformed["item_id"])) == \
