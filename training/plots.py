@@ -16,8 +16,11 @@ def plot_history(history: list[dict], path: Path, k: int) -> Path:
     if any("hr" in r for r in history):
         right.plot(epochs, [r.get("hr") for r in history], marker="o", label=f"HR@{k}")
         right.plot(epochs, [r.get("ndcg") for r in history], marker="o", label=f"NDCG@{k}")
+    if any("valid_hr" in r for r in history):
+        right.plot(epochs, [r.get("valid_hr") for r in history], marker="o", ls="--", label=f"validation HR@{k}")
+    if any("hr" in r for r in history):
         right.legend()
-    right.set(title="test metrics", xlabel="epoch")
+    right.set(title="evaluation (test; validation dashed)", xlabel="epoch")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

@@ -14,7 +14,8 @@ class EpochReport:
     def __init__(self, args, runtime: Runtime):
         self.args, self.runtime = args, runtime
         self.history: list[dict] = []
-        self.best = {"best_hr": None, "best_ndcg": None, "best_epoch": None, "time_to_best": None}
+        self.best = {"best_hr": None, "best_ndcg": None, "best_valid_hr": None, "best_valid_ndcg": None,
+                     "best_epoch": None, "time_to_best": None, "selected_on": None}
         self.elapsed = 0.0
         self.baseline_metrics: dict = {}
         self.writer = None
@@ -48,20 +49,30 @@ class EpochReport:
 
             self.writer = SummaryWriter(str(self.args.tensorboard))
 
+    @staticmethod
+    def selection_key(record: dict) -> str:
+        """The best epoch is chosen on validation HR; on test HR only where there is no validation."""
+        return "valid_hr" if "valid_hr" in record else "hr"
+
     def add(self, record: dict) -> bool:
-        """Record an epoch; True when it is the best so far (or when there is no test set)."""
+        """Record an epoch; True when it is the best so far (or when nothing is evaluated)."""
         self.elapsed += record["train_seconds"] + record.get("eval_seconds", 0.0)
         record = {**record, "elapsed_seconds": self.elapsed}
         self.history.append(record)
-        improved = "hr" not in record or self.best["best_hr"] is None or record["hr"] > self.best["best_hr"]
+        key = self.selection_key(record)
+        best = self.best["best_valid_hr" if key == "valid_hr" else "best_hr"]
+        improved = key not in record or best is None or record[key] > best
         if improved:
             self.best = {"best_hr": record.get("hr"), "best_ndcg": record.get("ndcg"),
-                         "best_epoch": record["epoch"], "time_to_best": self.elapsed}
-        metrics = (f"  HR@{self.args.topk} {record['hr']:.4f}  NDCG@{self.args.topk} {record['ndcg']:.4f}"
-                   if "hr" in record else "")
+                         "best_valid_hr": record.get("valid_hr"), "best_valid_ndcg": record.get("valid_ndcg"),
+                         "best_epoch": record["epoch"], "time_to_best": self.elapsed,
+                         "selected_on": {"valid_hr": "validation", "hr": "test"}[key] if key in record else None}
+        k = self.args.topk
+        metrics = (f"  valid HR@{k} {record['valid_hr']:.4f}" if "valid_hr" in record else "") + \
+            (f"  HR@{k} {record['hr']:.4f}  NDCG@{k} {record['ndcg']:.4f}" if "hr" in record else "")
         self.say(f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}{metrics}  "
                  f"train {record['train_throughput'] / 1e3:,.0f}k samples/s  {record['train_seconds']:.1f}s"
-                 + ("  *" if improved and "hr" in record else ""))
+                 + ("  *" if improved and key in record else ""))
         if self.runtime.is_main:
             if self.args.log_path:
                 try:
@@ -71,9 +82,9 @@ class EpochReport:
                 except OSError as exc:
                     raise UserError(f"cannot write --log_path {self.args.log_path}: {exc.strerror}")
             if self.writer:
-                for key in ("loss", "hr", "ndcg", "train_throughput"):
-                    if key in record:
-                        self.writer.add_scalar(key, record[key], record["epoch"])
+                for name in ("loss", "valid_hr", "valid_ndcg", "hr", "ndcg", "train_throughput"):
+                    if name in record:
+                        self.writer.add_scalar(name, record[name], record["epoch"])
                 self.writer.flush()
         return improved
 

@@ -71,8 +71,12 @@ class Trainer:
         self.report = EpochReport(args, runtime)
         self.spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("train",))
         has_test = "test" in self.spec.source_spec and not args.no_eval
+        has_validation = "validation" in self.spec.source_spec and has_test
         if "test" not in self.spec.source_spec:
             self.report.say("note: the FeatureSpec has no test mapping; training without evaluation")
+        elif has_test and not has_validation:
+            self.report.say("note: the FeatureSpec has no validation mapping: the best epoch is chosen on the test "
+                            "series, which flatters the reported figures")
         if has_test:
             check_topk(args.topk, self.spec)
         # --init_from continues someone's model: its architecture wins over the flags.
@@ -96,6 +100,7 @@ class Trainer:
         self.ddp = DistributedDataParallel(self.model) if runtime.world > 1 else None
         self.popularity = torch.from_numpy(checked_item_counts(self.spec)).to(runtime.device)
         self.test = load_test_series(self.spec, runtime) if has_test else None
+        self.validation = load_test_series(self.spec, runtime, "validation") if has_validation else None
         self.stream = TrainStream(self.spec, positives_per_rank, args.negative_samples, runtime, args.seed)
         self.loss_fn = torch.nn.BCEWithLogitsLoss()
 
@@ -155,13 +160,17 @@ class Trainer:
         self.report.start(self)
         for epoch in range(self.start_epoch, args.epochs):
             record = {"epoch": epoch, **self.train_epoch(epoch)}
+            if self.validation is not None:
+                found = evaluate(self.model, self.validation, args.topk, args.valid_batch_size, runtime)
+                record.update({"valid_hr": found["hr"], "valid_ndcg": found["ndcg"]})
             if self.test is not None:
                 record.update(evaluate(self.model, self.test, args.topk, args.valid_batch_size, runtime))
             improved = self.report.add(record)
             if runtime.is_main and args.checkpoint_dir:
                 self.save(epoch, improved)
-            if record.get("hr", 0.0) >= args.threshold:
-                self.report.say(f"HR@{args.topk} {record['hr']:.4f} reached --threshold {args.threshold}: stopping")
+            chosen_by = self.report.selection_key(record)
+            if record.get(chosen_by, 0.0) >= args.threshold:
+                self.report.say(f"{chosen_by} {record[chosen_by]:.4f} reached --threshold {args.threshold}: stopping")
                 break
         runtime.barrier()
         self.stream.close()

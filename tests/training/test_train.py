@@ -24,6 +24,7 @@ def test_learns_the_byo_dataset_far_above_toppop(tmp_path):
                     "-k", "2", "--threshold", "0.99", "--checkpoint_dir", tmp_path / "ckpt", "--log_path", log,
                     "--tensorboard", tmp_path / "tb")
     assert summary["best_hr"] > summary["toppop_hr"] + 0.3, summary
+    assert summary["selected_on"] == "test"  # DLE BYO data has no validation mapping: test is the fallback
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(len(records)))
     assert len(records) == 8 or records[-1]["hr"] >= 0.99  # --threshold stops early
@@ -37,9 +38,16 @@ def test_learns_the_byo_dataset_far_above_toppop(tmp_path):
     assert tested["hr"] == pytest.approx(summary["best_hr"])
 
 
-def test_synthetic_end_to_end_beats_toppop(prepared, tmp_path):
-    summary = train("--data", prepared, "-e", "8", "-b", "2048", "-f", "16", "--layers", "64", "32", "-l", "0.005")
+def test_synthetic_end_to_end_beats_toppop_and_picks_the_epoch_on_validation(prepared, tmp_path):
+    log = tmp_path / "log.jsonl"
+    summary = train("--data", prepared, "-e", "8", "-b", "2048", "-f", "16", "--layers", "64", "32", "-l", "0.005",
+                    "--log_path", log)
     assert summary["best_hr"] > summary["toppop_hr"] + 0.08, summary
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    chosen = max(records, key=lambda r: r["valid_hr"])  # the first of equals, as training keeps it
+    assert summary["selected_on"] == "validation" and summary["best_epoch"] == chosen["epoch"]
+    # the reported figures are the test ones of the epoch chosen on validation, not the best test epoch
+    assert summary["best_hr"] == chosen["hr"] and summary["best_valid_hr"] == chosen["valid_hr"]
 
 
 def test_resume_equals_uninterrupted(prepared, tmp_path):

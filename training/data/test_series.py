@@ -1,4 +1,5 @@
-"""Test series (one positive and its negatives per user), each rank's share on the device."""
+"""Evaluation series (one positive and its negatives per user) of the test or validation mapping,
+each rank's share on the device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,21 +21,21 @@ class TestSeries:
     total_series: int          # over all ranks
 
 
-def load_test_series(spec: FeatureSpec, runtime: Runtime) -> TestSeries:
-    """This rank's share of whole test series, on the device."""
-    frame = spec.read("test")
-    spec.check_ids(frame, "test")
+def load_test_series(spec: FeatureSpec, runtime: Runtime, mapping: str = "test") -> TestSeries:
+    """This rank's share of whole series of `mapping` (test or validation), on the device."""
+    frame = spec.read(mapping)
+    spec.check_ids(frame, mapping)
     length = spec.samples_per_series
     if len(frame) == 0 or len(frame) % length:
         raise UserError(
-            f"source_spec.test has {len(frame)} rows, not a multiple of "
+            f"source_spec.{mapping} has {len(frame)} rows, not a multiple of "
             f"metadata.test_samples_per_series={length}"
         )
     labels = frame[spec.label_feature].to_numpy().reshape(-1, length)
     positives = (labels == 1).sum(axis=1)
     if (positives != 1).any():
         bad = int((positives != 1).sum())
-        raise UserError(f"source_spec.test: {bad} series do not have exactly one positive label "
+        raise UserError(f"source_spec.{mapping}: {bad} series do not have exactly one positive label "
                         f"(series of {length} rows)")
     share = np.array_split(np.arange(len(labels)), runtime.world)[runtime.rank]
 
