@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--grads_accumulated", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each epoch (benchmarks, smoke runs)")
     p.add_argument("--no_eval", action="store_true", help="skip evaluation (throughput benchmarks)")
+    p.add_argument("--eval", choices=("sampled", "full", "both"), default="sampled",
+                   help="test protocol: K among the series' sampled negatives (DLE) each epoch, full ranking "
+                        "against the whole catalogue of the chosen model at the end, or both")
     p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
     p.add_argument("--checkpoint_dir", type=path, help="write model.pth (best HR) and last.pth here")
     p.add_argument("--load_checkpoint_path", type=path,

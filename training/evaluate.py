@@ -11,6 +11,7 @@ from contract.feature_spec import FeatureSpec
 
 from . import checkpoint
 from .data.test_series import TestSeries, load_test_series
+from .full_ranking import evaluate_full, load_ranking_task
 from .metrics import hit_and_ndcg_sums, ranks
 from .models import build_model
 from .runtime import Runtime
@@ -62,6 +63,10 @@ def evaluate_checkpoint(args, runtime: Runtime) -> dict:
     model = build_model(payload["meta"]["architecture"], spec.table_sizes).to(runtime.device)
     model.load_state_dict(payload["model"])
     test = load_test_series(spec, runtime)
-    result = evaluate(model, test, args.topk, args.valid_batch_size, runtime)
-    return {"hr": result["hr"], "ndcg": result["ndcg"], "k": args.topk, "eval_throughput": result["eval_throughput"],
-            "series": test.total_series, "checkpoint": str(args.load_checkpoint_path)}
+    summary = {"k": args.topk, "series": test.total_series, "checkpoint": str(args.load_checkpoint_path)}
+    if args.eval != "full":
+        result = evaluate(model, test, args.topk, args.valid_batch_size, runtime)
+        summary.update(hr=result["hr"], ndcg=result["ndcg"], eval_throughput=result["eval_throughput"])
+    if args.eval != "sampled":
+        summary.update(evaluate_full(model, load_ranking_task(spec, runtime), args.topk, args.valid_batch_size, runtime))
+    return summary

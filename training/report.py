@@ -33,9 +33,18 @@ class EpochReport:
 
     # ---- events ------------------------------------------------------------------------
     def baseline(self, metrics: dict) -> None:
-        self.baseline_metrics = metrics
-        self.say(f"TopPop baseline: HR@{self.args.topk} {metrics['toppop_hr']:.4f}  "
-                 f"NDCG@{self.args.topk} {metrics['toppop_ndcg']:.4f}")
+        """TopPop under the sampled (toppop_hr) or the full-ranking protocol (toppop_full_hr)."""
+        self.baseline_metrics.update(metrics)
+        protocol = "full ranking" if "toppop_full_hr" in metrics else "sampled"
+        hr, ndcg = (v for key, v in metrics.items() if key.endswith(("_hr", "_ndcg")))
+        self.say(f"TopPop baseline ({protocol}): HR@{self.args.topk} {hr:.4f}  NDCG@{self.args.topk} {ndcg:.4f}")
+
+    def final(self, metrics: dict) -> None:
+        """Full-ranking figures of the chosen model, added to the summary."""
+        self.best.update({key: value for key, value in metrics.items() if key != "full_eval_seconds"})
+        self.say(f"full ranking of epoch {self.best['best_epoch']}'s model: HR@{self.args.topk} {metrics['full_hr']:.4f}"
+                 f"  NDCG@{self.args.topk} {metrics['full_ndcg']:.4f}  Recall@{self.args.topk} "
+                 f"{metrics['full_recall']:.4f}  ({metrics['full_eval_seconds']:.1f}s)")
 
     def start(self, trainer) -> None:
         params = sum(p.numel() for p in trainer.model.parameters())

@@ -24,6 +24,7 @@ from .data.pairs import TrainStream
 from .data.popularity import checked_item_counts
 from .data.test_series import load_test_series
 from .evaluate import check_topk, evaluate, evaluate_checkpoint, evaluate_toppop
+from .full_ranking import evaluate_full, evaluate_toppop_full, load_ranking_task
 from .models import architecture, build_model
 from .optim import adam
 from .report import EpochReport
@@ -101,6 +102,12 @@ class Trainer:
         self.popularity = torch.from_numpy(checked_item_counts(self.spec)).to(runtime.device)
         self.test = load_test_series(self.spec, runtime) if has_test else None
         self.validation = load_test_series(self.spec, runtime, "validation") if has_validation else None
+        # sampled test figures each epoch, unless only full ranking is asked for and validation picks the epoch
+        self.sampled_test = has_test and (args.eval != "full" or not has_validation)
+        self.ranking = load_ranking_task(self.spec, runtime) if has_test and args.eval != "sampled" else None
+        self.best_state = None
+        if self.ranking is not None and args.resume and (args.checkpoint_dir / checkpoint.BEST).exists():
+            self.best_state = checkpoint.load(args.checkpoint_dir / checkpoint.BEST)["model"]
         self.stream = TrainStream(self.spec, positives_per_rank, args.negative_samples, runtime, args.seed)
         self.loss_fn = torch.nn.BCEWithLogitsLoss()
 
@@ -157,21 +164,28 @@ class Trainer:
         args, runtime = self.args, self.runtime
         if self.test is not None:
             self.report.baseline(evaluate_toppop(self.popularity, self.test, args.topk, runtime))
+        if self.ranking is not None:
+            self.report.baseline(evaluate_toppop_full(self.popularity, self.ranking, args.topk, runtime))
         self.report.start(self)
         for epoch in range(self.start_epoch, args.epochs):
             record = {"epoch": epoch, **self.train_epoch(epoch)}
             if self.validation is not None:
                 found = evaluate(self.model, self.validation, args.topk, args.valid_batch_size, runtime)
                 record.update({"valid_hr": found["hr"], "valid_ndcg": found["ndcg"]})
-            if self.test is not None:
+            if self.sampled_test:
                 record.update(evaluate(self.model, self.test, args.topk, args.valid_batch_size, runtime))
             improved = self.report.add(record)
+            if improved and self.ranking is not None:  # the chosen model is ranked fully at the end
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if runtime.is_main and args.checkpoint_dir:
                 self.save(epoch, improved)
             chosen_by = self.report.selection_key(record)
             if record.get(chosen_by, 0.0) >= args.threshold:
                 self.report.say(f"{chosen_by} {record[chosen_by]:.4f} reached --threshold {args.threshold}: stopping")
                 break
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+            self.report.final(evaluate_full(self.model, self.ranking, args.topk, args.valid_batch_size, runtime))
         runtime.barrier()
         self.stream.close()
         return self.report.summary()
