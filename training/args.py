@@ -54,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints in --checkpoint_dir and the --log_path of an earlier run")
     p.add_argument("--init_from", type=path, help="start from these weights (e.g. to continue on new data)")
+    p.add_argument("--pretrained_gmf", type=path, help="NeuMF from this GMF checkpoint and --pretrained_mlp")
+    p.add_argument("--pretrained_mlp", type=path, help="NeuMF from this MLP checkpoint and --pretrained_gmf")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the GMF head in the pretrained NeuMF")
+    p.add_argument("--pretrain", action="store_true",
+                   help="train GMF, then MLP, then NeuMF from both, under CHECKPOINT_DIR/{gmf,mlp,neumf}")
     p.add_argument("--log_path", type=path, help="JSON lines, one per epoch (a PNG plot is written beside it)")
     p.add_argument("--tensorboard", type=path, help="also write TensorBoard scalars to this folder")
     return p
@@ -72,6 +77,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.init_from = args.load_checkpoint_path
     if args.resume and args.init_from:
         p.error("--resume and --init_from are exclusive")
+    if bool(args.pretrained_gmf) != bool(args.pretrained_mlp):
+        p.error("--pretrained_gmf and --pretrained_mlp come together")
+    if args.pretrained_gmf and (args.init_from or args.resume or args.pretrain or args.model != "neumf"):
+        p.error("--pretrained_gmf/--pretrained_mlp build a new NeuMF: not with --init_from, --resume, --pretrain "
+                "or another --model")
+    if args.pretrain and (args.mode != "train" or not args.checkpoint_dir or args.resume or args.init_from
+                          or args.model != "neumf"):
+        p.error("--pretrain trains neumf from scratch in three stages: it needs --checkpoint_dir, and not --resume, "
+                "--init_from or another --model")
+    if not 0 <= args.alpha <= 1:
+        p.error("--alpha must be in [0, 1]")
     if args.resume and args.overwrite:
         p.error("--resume continues the run that --overwrite would replace; give one")
     for name in ("epochs", "batch_size", "valid_batch_size", "factors", "negative_samples", "topk",

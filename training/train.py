@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -26,6 +27,7 @@ from .data.test_series import load_test_series
 from .evaluate import check_topk, evaluate, evaluate_checkpoint, evaluate_toppop
 from .full_ranking import evaluate_full, evaluate_toppop_full, load_ranking_task
 from .models import architecture, build_model
+from .models.neumf import from_pretrained
 from .optim import adam
 from .report import EpochReport
 from .runtime import Runtime, shutdown, start_runtime
@@ -80,9 +82,17 @@ class Trainer:
                             "series, which flatters the reported figures")
         if has_test:
             check_topk(args.topk, self.spec)
-        # --init_from continues someone's model: its architecture wins over the flags.
+        # --init_from continues someone's model: its architecture wins over the flags; so do pretrained parts.
         self.init_payload = checkpoint.load(args.init_from) if args.init_from else None
+        self.pretrained = [checkpoint.load(p) for p in (args.pretrained_gmf, args.pretrained_mlp)] \
+            if args.pretrained_gmf else None
         self.arch = self.init_payload["meta"]["architecture"] if self.init_payload else architecture(args)
+        if self.pretrained:
+            gmf, mlp = (payload["meta"]["architecture"] for payload in self.pretrained)
+            if (gmf["variant"], mlp["variant"]) != ("gmf", "mlp"):
+                raise UserError(f"--pretrained_gmf/--pretrained_mlp are a {gmf['variant']} and an {mlp['variant']} "
+                                "checkpoint; expected a gmf and an mlp")
+            self.arch = {"variant": "neumf", "factors": gmf["factors"], "layers": mlp["layers"]}
         # -b counts samples (positives and their negatives) over all ranks, as in DLE.
         positives_per_rank = args.batch_size // (runtime.world * (1 + args.negative_samples))
         if positives_per_rank < 1:
@@ -125,6 +135,11 @@ class Trainer:
         elif self.init_payload:
             checkpoint.check_fits(self.init_payload, args.init_from, self.spec.table_sizes)
             self.model.load_state_dict(self.init_payload["model"])
+        elif self.pretrained:
+            for payload, where in zip(self.pretrained, (args.pretrained_gmf, args.pretrained_mlp)):
+                checkpoint.check_fits(payload, where, self.spec.table_sizes)
+            gmf, mlp = (payload["model"] for payload in self.pretrained)
+            self.model.load_state_dict(from_pretrained(gmf, mlp, args.alpha))
 
     def meta(self, epoch: int) -> dict:
         return {"epoch": epoch, "cardinalities": self.spec.table_sizes, "architecture": self.arch,
@@ -191,12 +206,34 @@ class Trainer:
         return self.report.summary()
 
 
+def pretrain(args, runtime: Runtime) -> dict:
+    """--pretrain: GMF, then MLP, then NeuMF initialised from both (the NCF paper's recipe)."""
+    def stage(variant: str, **extra) -> dict:
+        staged = argparse.Namespace(**{**vars(args), "model": variant, "pretrain": False,
+                                       "checkpoint_dir": args.checkpoint_dir / variant, **extra})
+        if args.log_path:
+            staged.log_path = args.log_path.with_name(f"{args.log_path.stem}.{variant}{args.log_path.suffix}")
+        if args.tensorboard:
+            staged.tensorboard = args.tensorboard / variant
+        trainer = Trainer(staged, runtime)
+        trainer.report.say(f"--pretrain: training {variant} into {staged.checkpoint_dir}")
+        return trainer.fit()
+
+    stages = {variant: stage(variant) for variant in ("gmf", "mlp")}
+    final = stage("neumf", pretrained_gmf=args.checkpoint_dir / "gmf" / checkpoint.BEST,
+                  pretrained_mlp=args.checkpoint_dir / "mlp" / checkpoint.BEST)
+    keep = ("best_hr", "best_ndcg", "best_valid_hr", "best_epoch", "full_hr", "full_ndcg")
+    return {**final, "pretrain": {v: {k: s.get(k) for k in keep} for v, s in stages.items()}}
+
+
 def run(argv=None) -> dict:
     """Train or evaluate as the command line would, and return the summary (for notebooks too)."""
     args = parse_args(argv)
     runtime = start_runtime(args.amp)
     try:
-        return evaluate_checkpoint(args, runtime) if args.mode == "test" else Trainer(args, runtime).fit()
+        if args.mode == "test":
+            return evaluate_checkpoint(args, runtime)
+        return pretrain(args, runtime) if args.pretrain else Trainer(args, runtime).fit()
     finally:
         shutdown(runtime)
 

@@ -90,6 +90,19 @@ class NeuMF(nn.Module):
         return self.final(torch.cat(branches, dim=-1) if len(branches) > 1 else branches[0]).squeeze(-1)
 
 
+def from_pretrained(gmf: dict, mlp: dict, alpha: float) -> dict:
+    """A NeuMF state_dict made of a trained GMF and a trained MLP (He et al. 2017, section 3.4.1).
+
+    The embeddings and MLP layers are copied; the final layer sees both branches side by side,
+    so its weights are the two heads' weights scaled by alpha and 1 - alpha, and so is its bias.
+    """
+    state = {k: v for k, v in gmf.items() if k.startswith("mf_")}
+    state.update({k: v for k, v in mlp.items() if k.startswith("mlp")})
+    state["final.weight"] = torch.cat([alpha * gmf["final.weight"], (1 - alpha) * mlp["final.weight"]], dim=1)
+    state["final.bias"] = alpha * gmf["final.bias"] + (1 - alpha) * mlp["final.bias"]
+    return state
+
+
 def architecture_of(state: dict) -> dict:
     """The architecture and table sizes behind a NeuMF state_dict (ours or DeepLearningExamples')."""
     has_mf, has_mlp = "mf_user_embed.weight" in state, "mlp_user_embed.weight" in state
