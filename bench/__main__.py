@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 
-from . import etl, loader, report, scale, train
+from . import accuracy, etl, loader, report, scale, train
 
-BENCHMARKS = {"etl": etl, "train": train, "loader": loader, "scale": scale}
+BENCHMARKS = {"etl": etl, "train": train, "loader": loader, "scale": scale, "accuracy": accuracy}
 
 
 def main(argv=None) -> int:

@@ -98,7 +98,26 @@ def _plot_scale(p) -> None:
     fig.savefig(RESULTS / "scale.png", dpi=100)
 
 
-SECTIONS = {"etl": etl_section, "train": train_section, "loader": loader_section, "scale": scale_section}
+def accuracy_section(p) -> list[str]:
+    lines = ["## Accuracy of the defaults and alternatives (`bench/accuracy.py`)", _machine(p), "",
+             "Synthetic data at MovieLens sizes (`python -m bench --only accuracy`). Test HR@10 / NDCG@10 of the epoch "
+             "chosen on validation (100 sampled negatives), full-ranking HR@10 of that model, seconds end to end.", ""]
+    for size, result in p["sizes"].items():
+        runs = result["runs"]
+        top = next(iter(runs.values()))
+        lines += [f"**{size}** (default batch {result['default_batch']:,}; TopPop HR@10 {top['toppop_hr']:.3f}"
+                  + (f", full-ranking {top['toppop_full_hr']:.3f}" if top.get("toppop_full_hr") is not None else "")
+                  + ")", ""]
+        lines += _table(["setting", "flags", "HR@10", "NDCG@10", "validation HR@10", "full HR@10", "best epoch", "s"], [
+            (name, f"`{r['flags']}`", f"{r['best_hr']:.4f}", f"{r['best_ndcg']:.4f}",
+             f"{r['best_valid_hr']:.4f}" if r["best_valid_hr"] is not None else "-",
+             f"{r['full_hr']:.4f}" if r.get("full_hr") is not None else "-", r["best_epoch"], f"{r['seconds']:.0f}")
+            for name, r in runs.items()])
+    return lines
+
+
+SECTIONS = {"etl": etl_section, "train": train_section, "loader": loader_section, "scale": scale_section,
+            "accuracy": accuracy_section}
 
 
 def write():

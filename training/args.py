@@ -24,8 +24,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
     p.add_argument("--mode", choices=("train", "test"), default="train")
     p.add_argument("-e", "--epochs", type=int, default=10)
-    p.add_argument("-b", "--batch_size", type=int, default=65536,
-                   help="samples per optimizer step over all ranks, negatives included")
+    p.add_argument("-b", "--batch_size", type=int,
+                   help="samples per optimizer step over all ranks, negatives included (default: sized to the data, "
+                        "about 64 steps per epoch, between 1,024 and 1,048,576)")
     p.add_argument("--valid_batch_size", type=int, default=2**18,
                    help="samples per evaluation forward pass (memory grows with it)")
     p.add_argument("-f", "--factors", type=int, default=32, help="GMF factors")
@@ -40,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--beta2", type=float, default=0.999)
     p.add_argument("--eps", type=float, default=1e-8)
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--l2", type=float, default=0.0,
+                   help="L2 weight on the embedding rows each batch uses (squared norms, batch mean)")
     p.add_argument("--grads_accumulated", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each epoch (benchmarks, smoke runs)")
     p.add_argument("--no_eval", action="store_true", help="skip evaluation (throughput benchmarks)")
@@ -92,7 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--resume continues the run that --overwrite would replace; give one")
     for name in ("epochs", "batch_size", "valid_batch_size", "factors", "negative_samples", "topk",
                  "grads_accumulated"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
     for name in ("learning_rate", "eps"):
         if not getattr(args, name) > 0:
@@ -101,6 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--beta1 and --beta2 must be in [0, 1)")
     if min(args.layers) < 1 or args.layers[0] % 2:
         p.error("--layers: sizes must be positive and the first even (it is the user and item vectors side by side)")
+    if args.l2 < 0:
+        p.error("--l2 must not be negative")
     if not 0 <= args.dropout < 1:
         p.error("--dropout must be in [0, 1)")
     return args

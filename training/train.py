@@ -24,17 +24,19 @@ from .args import parse_args
 from .data.pairs import TrainStream
 from .data.popularity import checked_item_counts
 from .data.test_series import load_test_series
+from .defaults import batch_size_for
 from .evaluate import check_topk, evaluate, evaluate_checkpoint, evaluate_toppop
 from .full_ranking import evaluate_full, evaluate_toppop_full, load_ranking_task
 from .models import architecture, build_model
 from .models.neumf import from_pretrained
+from .objective import Objective
 from .optim import adam
 from .report import EpochReport
 from .runtime import Runtime, shutdown, start_runtime
 from .seeds import epoch_seed
 
 
-def accumulate_gradients(net, loss_fn, batch, micro_batches: int, runtime: Runtime, scaler, no_sync=None):
+def accumulate_gradients(objective: Objective, batch, micro_batches: int, runtime: Runtime, scaler, no_sync=None):
     """Forward and backward over `micro_batches` slices of one batch; returns the batch's mean loss.
 
     Each slice's mean loss is weighted by its share of the batch, so the accumulated gradient is
@@ -47,7 +49,7 @@ def accumulate_gradients(net, loss_fn, batch, micro_batches: int, runtime: Runti
     for j, (u, i, y) in enumerate(slices):
         last = j == len(slices) - 1
         with (contextlib.nullcontext() if last or no_sync is None else no_sync()), runtime.autocast():
-            loss = loss_fn(net(u, i).float(), y) * (len(y) / len(labels))
+            loss = objective(u, i, y) * (len(y) / len(labels))
         scaler.scale(loss).backward()
         total += loss.detach()
     return total
@@ -93,13 +95,22 @@ class Trainer:
                 raise UserError(f"--pretrained_gmf/--pretrained_mlp are a {gmf['variant']} and an {mlp['variant']} "
                                 "checkpoint; expected a gmf and an mlp")
             self.arch = {"variant": "neumf", "factors": gmf["factors"], "layers": mlp["layers"]}
+        self.popularity = torch.from_numpy(checked_item_counts(self.spec)).to(runtime.device)
         # -b counts samples (positives and their negatives) over all ranks, as in DLE.
+        chosen = args.batch_size is None
+        if chosen:
+            positives = int(self.popularity.sum())
+            args.batch_size = batch_size_for(positives, args.negative_samples)
         positives_per_rank = args.batch_size // (runtime.world * (1 + args.negative_samples))
         if positives_per_rank < 1:
             raise UserError(f"-b {args.batch_size} is too small for {runtime.world} ranks x "
                             f"{1 + args.negative_samples} samples per positive")
         used = positives_per_rank * runtime.world * (1 + args.negative_samples)
-        if used != args.batch_size:
+        if chosen:
+            args.batch_size = used
+            self.report.say(f"-b {used} chosen for {positives:,} train positives: about "
+                            f"{positives * (1 + args.negative_samples) / used:.0f} steps per epoch (pass -b to choose)")
+        elif used != args.batch_size:
             self.report.say(f"note: -b {args.batch_size} is rounded down to whole positives: {used} samples per step "
                             f"({positives_per_rank} positives x {1 + args.negative_samples} on each of {runtime.world} rank(s))")
         torch.manual_seed(args.seed)
@@ -109,7 +120,6 @@ class Trainer:
         self.start_epoch = 0
         self._restore()
         self.ddp = DistributedDataParallel(self.model) if runtime.world > 1 else None
-        self.popularity = torch.from_numpy(checked_item_counts(self.spec)).to(runtime.device)
         self.test = load_test_series(self.spec, runtime) if has_test else None
         self.validation = load_test_series(self.spec, runtime, "validation") if has_validation else None
         # sampled test figures each epoch, unless only full ranking is asked for and validation picks the epoch
@@ -119,7 +129,7 @@ class Trainer:
         if self.ranking is not None and args.resume and (args.checkpoint_dir / checkpoint.BEST).exists():
             self.best_state = checkpoint.load(args.checkpoint_dir / checkpoint.BEST)["model"]
         self.stream = TrainStream(self.spec, positives_per_rank, args.negative_samples, runtime, args.seed)
-        self.loss_fn = torch.nn.BCEWithLogitsLoss()
+        self.objective = Objective(self.ddp or self.model, self.model, args.l2)
 
     def _restore(self) -> None:
         args = self.args
@@ -149,14 +159,13 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict:
         torch.manual_seed(epoch_seed(self.args.seed, epoch, self.runtime.rank))  # dropout
         self.model.train()
-        net = self.ddp or self.model
         no_sync = self.ddp.no_sync if self.ddp else None
         total_loss = torch.zeros((), dtype=torch.float64, device=self.runtime.device)
         steps, samples, begin = 0, 0, time.perf_counter()
         bar = tqdm(self.stream.epoch(epoch, self.args.steps_per_epoch), desc=f"epoch {epoch}", unit="step",
                    leave=False, file=sys.stderr, disable=not (self.runtime.is_main and sys.stderr.isatty()))
         for batch in bar:
-            total_loss += accumulate_gradients(net, self.loss_fn, batch, self.args.grads_accumulated, self.runtime,
+            total_loss += accumulate_gradients(self.objective, batch, self.args.grads_accumulated, self.runtime,
                                                self.scaler, no_sync)
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -47,3 +47,15 @@ def test_cpu_dropout_keeps_the_expectation_and_rate():
     assert torch.equal(dropout(x, 0.5, training=False), x)
     torch.manual_seed(0)
     assert torch.equal(dropout(x, 0.5, training=True), y)  # seeded: resume stays exact
+
+
+def test_embedding_penalty_is_the_batch_mean_of_the_used_rows_squared_norms():
+    model = NeuMF(5, 6, mf_dim=3, mlp_layer_sizes=(4, 2), dropout=0.0)
+    users, items = torch.tensor([0, 2, 2]), torch.tensor([5, 1, 1])
+    expected = sum((table.weight[ids] ** 2).sum() / 3 for table, ids in (
+        (model.mf_user_embed, users), (model.mf_item_embed, items),
+        (model.mlp_user_embed, users), (model.mlp_item_embed, items)))
+    assert torch.allclose(model.embedding_penalty(users, items), expected)
+    # rows no batch uses get no gradient from it
+    model.embedding_penalty(users, items).backward()
+    assert model.mf_user_embed.weight.grad[[1, 3, 4]].abs().sum() == 0

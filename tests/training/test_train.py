@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from training.models.neumf import NeuMF
+from training.objective import Objective
 from training.runtime import Runtime
 from training.train import accumulate_gradients
 
@@ -79,16 +80,17 @@ def test_grad_accumulation_and_variants(prepared):
 
 
 @pytest.mark.parametrize("micro_batches", [2, 3])
-def test_accumulated_gradients_equal_the_whole_batch(micro_batches):
+@pytest.mark.parametrize("l2", [0.0, 0.1])
+def test_accumulated_gradients_equal_the_whole_batch(micro_batches, l2):
     """Slices of unequal size included: the gradient and loss are those of the whole batch's mean loss."""
     torch.manual_seed(0)
     model = NeuMF(30, 20, mf_dim=4, mlp_layer_sizes=(8, 4), dropout=0.0)
     batch = (torch.randint(0, 30, (50,)), torch.randint(0, 20, (50,)), torch.randint(0, 2, (50,)).float())
-    runtime, loss_fn = Runtime(), torch.nn.BCEWithLogitsLoss()
-    whole = accumulate_gradients(model, loss_fn, batch, 1, runtime, runtime.grad_scaler())
+    runtime, objective = Runtime(), Objective(model, model, l2)
+    whole = accumulate_gradients(objective, batch, 1, runtime, runtime.grad_scaler())
     expected = {name: p.grad.clone() for name, p in model.named_parameters()}
     model.zero_grad()
-    accumulated = accumulate_gradients(model, loss_fn, batch, micro_batches, runtime, runtime.grad_scaler())
+    accumulated = accumulate_gradients(objective, batch, micro_batches, runtime, runtime.grad_scaler())
     assert accumulated.item() == pytest.approx(whole.item(), rel=1e-6)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-7, msg=name)

@@ -77,6 +77,12 @@ class NeuMF(nn.Module):
                 glorot_uniform_(layer)
         lecun_uniform_(self.final)
 
+    def embedding_penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of the squared norms of the embedding rows it uses (every table)."""
+        tables = [(self.mf_user_embed, users), (self.mf_item_embed, items)] if self.use_mf else []
+        tables += [(self.mlp_user_embed, users), (self.mlp_item_embed, items)] if self.use_mlp else []
+        return sum(table(ids).pow(2).sum(dim=-1).mean() for table, ids in tables)
+
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         branches = []
         if self.use_mf:
