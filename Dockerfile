@@ -37,6 +37,7 @@ COPY Makefile pyproject.toml README.md Dockerfile docker-compose.yml ./
 COPY contract/ contract/
 COPY etl/ etl/
 COPY training/ training/
+COPY serving/ serving/
 COPY tests/ tests/
 COPY notebooks/ notebooks/
 COPY feature_specs/ feature_specs/
@@ -74,6 +75,7 @@ COPY pyproject.toml README.md ./
 COPY contract/ contract/
 COPY etl/ etl/
 COPY training/ training/
+COPY serving/ serving/
 COPY notebooks/ notebooks/
 COPY feature_specs/ feature_specs/
 RUN python -m pip install --no-deps -e .

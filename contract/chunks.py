@@ -26,3 +26,34 @@ def read_chunk_file(chunk: dict, path: str, columns) -> pd.DataFrame:
 def csv_has_header(chunk: dict, path: str) -> bool:
     with open(path) as handle:
         return handle.readline().strip().split(",") == list(chunk["features"])
+
+
+def read_parquet_lists(path: str, columns) -> dict:
+    """Columns of one parquet file of the lists layout, without a pandas round trip.
+
+    A list column comes back as (offsets, values): row i holds values[offsets[i]:offsets[i + 1]];
+    any other column as a numpy array.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=list(columns))
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    out = {}
+    for name in columns:
+        column = table.column(name)
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+            if array.null_count:
+                raise UserError(f"{path}: list column '{name}' has empty (null) rows")
+            offsets = array.offsets.to_numpy().astype(np.int64)
+            values = array.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]]
+            out[name] = (offsets - offsets[0], values.astype(np.int64, copy=False))
+        else:
+            if column.null_count:
+                raise UserError(f"{path}: column '{name}' has empty or unparsable values")
+            out[name] = column.to_numpy()
+    return out

@@ -3,6 +3,11 @@
 A feature_spec.yaml has four sections (see feature_specs/ for annotated examples):
 feature_spec (name -> dtype, cardinality), source_spec (mapping -> chunks of files),
 channel_spec (role -> feature names) and metadata. Paths are relative to the yaml.
+
+Two layouts share the format. **pairs** (NCF): one row per (user, item, label); channels
+user_ch/item_ch/label_ch. **lists** (VAE-CF): one row per user with lists of items; the item_ch
+feature is declared `multivalued: true` (a list per row, parquet only), channels user_ch/item_ch for
+`train` (and `known`), plus fold_in_ch/target_ch for the held-out mappings `validation` and `test`.
 """
 from __future__ import annotations
 
@@ -19,6 +24,11 @@ from .errors import UserError
 
 CHUNK_TYPES = ("parquet", "csv")
 REQUIRED_CHANNELS = ("user_ch", "item_ch", "label_ch")
+# The lists layout: a feature holding a list of ids per row says `multivalued: true`.
+MULTIVALUED = "multivalued"
+LIST_CHANNELS = ("user_ch", "item_ch")
+HELDOUT_CHANNELS = ("fold_in_ch", "target_ch")  # held-out users: the items folded in, the items to predict
+HELDOUT_MAPPINGS = ("validation", "test")
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -84,6 +94,11 @@ class FeatureSpec:
         for name, props in self.feature_spec.items():
             if not isinstance(props, dict) or "dtype" not in props:
                 raise UserError(f"feature_spec.{name}: needs a 'dtype'")
+            if not isinstance(props.get(MULTIVALUED, False), bool):
+                raise UserError(f"feature_spec.{name}.{MULTIVALUED} must be true or false")
+        if self.is_lists:
+            self._validate_lists(mappings)
+            return
         for channel in REQUIRED_CHANNELS:
             features = self.channel_spec.get(channel)
             if not features:
@@ -101,6 +116,14 @@ class FeatureSpec:
             raise UserError("metadata.test_samples_per_series must be at least 2")
 
     def _validate_mapping(self, mapping: str) -> None:
+        seen = self._validate_chunks(mapping)
+        for channel in REQUIRED_CHANNELS:
+            feature = self.channel_spec[channel][0]
+            if feature not in seen:
+                raise UserError(f"source_spec.{mapping} has no chunk with feature '{feature}' ({channel})")
+
+    def _validate_chunks(self, mapping: str) -> set:
+        """Chunk types, features and files of a mapping; returns the features it holds."""
         chunks = self.source_spec.get(mapping)
         if not chunks:
             raise UserError(f"source_spec.{mapping} is missing or empty")
@@ -112,20 +135,72 @@ class FeatureSpec:
             for feature in chunk.get("features") or []:
                 if feature not in self.feature_spec:
                     raise UserError(f"{where}.features: unknown feature '{feature}'")
+                if self.is_multivalued(feature) and chunk["type"] != "parquet":
+                    raise UserError(f"{where}: '{feature}' is multivalued (a list per row), which only a parquet "
+                                    f"chunk can hold, not {chunk['type']}")
                 seen.add(feature)
             if not chunk.get("files"):
                 raise UserError(f"{where}.files is missing or empty")
             for f in chunk["files"]:
                 if not (self.base_directory / f).is_file():
                     raise UserError(f"{where}.files: {self.base_directory / f} does not exist")
-        for channel in REQUIRED_CHANNELS:
+        return seen
+
+    def _validate_lists(self, mappings) -> None:
+        """The lists layout: user ids and item lists in train (and known), fold-in and target lists when held out."""
+        heldout = [m for m in mappings if m in HELDOUT_MAPPINGS]
+        for channel in LIST_CHANNELS + (HELDOUT_CHANNELS if heldout else ()):
+            features = self.channel_spec.get(channel)
+            if not features:
+                why = f" (the lists layout's {', '.join(heldout)} mapping needs it)" if channel in HELDOUT_CHANNELS else ""
+                raise UserError(f"channel_spec.{channel} is missing or empty{why}")
+            if features[0] not in self.feature_spec:
+                raise UserError(f"channel_spec.{channel}: unknown feature '{features[0]}'")
+        for channel in LIST_CHANNELS:
             feature = self.channel_spec[channel][0]
-            if feature not in seen:
-                raise UserError(f"source_spec.{mapping} has no chunk with feature '{feature}' ({channel})")
+            if not isinstance(self.feature_spec[feature].get("cardinality"), int):
+                raise UserError(f"feature_spec.{feature}: needs an integer 'cardinality'")
+        if self.is_multivalued(self.user_feature):
+            raise UserError(f"feature_spec.{self.user_feature} (user_ch) must not be {MULTIVALUED}: one user per row")
+        for channel in HELDOUT_CHANNELS if heldout else ():
+            feature = self.channel_spec[channel][0]
+            if not self.is_multivalued(feature):
+                raise UserError(f"feature_spec.{feature} ({channel}) must be {MULTIVALUED}: true, like the item lists")
+            if self.feature_spec[feature].get("cardinality") != self.item_cardinality:
+                raise UserError(f"feature_spec.{feature}.cardinality must equal the item cardinality "
+                                f"{self.item_cardinality} ({channel} holds item ids)")
+        for mapping in mappings:
+            seen = self._validate_chunks(mapping)
+            channels = ("user_ch",) + HELDOUT_CHANNELS if mapping in HELDOUT_MAPPINGS else LIST_CHANNELS
+            for channel in channels:
+                feature = self.channel_spec[channel][0]
+                if feature not in seen:
+                    raise UserError(f"source_spec.{mapping} has no chunk with feature '{feature}' ({channel})")
 
     # ---- accessors -----------------------------------------------------------------
     def channel_feature(self, channel: str) -> str:
         return self.channel_spec[channel][0]
+
+    def is_multivalued(self, feature: str) -> bool:
+        return bool(self.feature_spec.get(feature, {}).get(MULTIVALUED, False))
+
+    @property
+    def is_lists(self) -> bool:
+        """The lists layout (VAE-CF): the item channel's feature holds a list of items per row."""
+        items = self.channel_spec.get("item_ch") or [None]
+        return isinstance(self.feature_spec.get(items[0]), dict) and self.is_multivalued(items[0])
+
+    @property
+    def layout(self) -> str:
+        return "lists" if self.is_lists else "pairs"
+
+    @property
+    def fold_in_feature(self) -> str:
+        return self.channel_feature("fold_in_ch")
+
+    @property
+    def target_feature(self) -> str:
+        return self.channel_feature("target_ch")
 
     @property
     def user_feature(self) -> str:
@@ -218,6 +293,13 @@ class FeatureSpec:
         if missing:
             raise UserError(f"source_spec.{mapping} has no chunk with feature(s) {missing}")
         return pd.DataFrame(columns)[features]
+
+    def check_feature_ids(self, values, feature: str, mapping: str) -> None:
+        """Every id of `feature` (e.g. the flattened values of an item list) must be < its cardinality."""
+        card = int(self.feature_spec[feature]["cardinality"])
+        if len(values) and (values.min() < 0 or values.max() >= card):
+            raise UserError(f"source_spec.{mapping}: {feature} ids span [{values.min()}, {values.max()}] "
+                            f"but feature_spec.{feature}.cardinality is {card}")
 
     def check_ids(self, frame: pd.DataFrame, mapping: str) -> None:
         """Every id must index its embedding table: 0 <= id < cardinality."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import UserError
@@ -28,3 +29,39 @@ def vocabulary_fingerprint(paths) -> str:
     for path in paths:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]
+
+
+class VocabularyIndex:
+    """Raw id -> encoded id through one vocabulary, as Categorify maps them; the lookup table is built once.
+
+    Raw ids arrive as text (a command line; str or UTF-8 bytes in a request). When the vocabulary's
+    ids are integers, the text is read as an integer first, so "7" finds 7.
+    """
+
+    def __init__(self, vocab: pd.Series):
+        self.integer = bool(np.issubdtype(vocab.dtype, np.integer))
+        self._index = pd.Index(vocab.to_numpy())
+        self._codes = vocab.index.to_numpy(np.int64)
+
+    def encode(self, raw_ids, missing: int, strict: bool = True) -> np.ndarray:
+        """The encoded id of each raw id, `missing` where the vocabulary has none.
+
+        With integer ids, text that is not an integer raises ValueError when `strict`, else it is missing.
+        """
+        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in raw_ids]
+        if self.integer:
+            values = [_as_int(v, strict) for v in values]
+        found = [i for i, v in enumerate(values) if v is not None]
+        positions = np.full(len(values), -1, dtype=np.int64)
+        if found:
+            positions[found] = self._index.get_indexer([values[i] for i in found])
+        return np.where(positions >= 0, self._codes[positions], missing)
+
+
+def _as_int(text, strict: bool):
+    try:
+        return int(text)
+    except ValueError:
+        if strict:
+            raise
+        return None

@@ -53,6 +53,11 @@ def parser() -> argparse.ArgumentParser:
                                                     "user, never recommended (default: every rating is a positive)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--partitions", type=int, help="train/test partitions (default: a multiple of 8)")
+    p.add_argument("--split", choices=("time", "users"), default="time",
+                   help="time: leave-latest-out pairs with test negatives (NCF); users: per-user item lists with "
+                        "held-out validation and test users, each split into fold-in and target lists (VAE-CF)")
+    p.add_argument("--heldout-users", type=int, help="--split users: N validation users and N test users "
+                                                     "(default: 10%% of the users with 5+ positives, each)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="start a local Dask cluster with N workers")
     where.add_argument("--scheduler", help="address of a running Dask scheduler")
@@ -92,7 +97,8 @@ def run(args) -> None:
             workflow=args.workflow, negatives=args.negatives, validation=args.validation,
             min_rating=args.min_rating, seed=args.seed,
             device=args.device, workers=args.workers, scheduler=args.scheduler, partitions=args.partitions,
-            columns=_columns(args), overwrite=args.overwrite, quiet=args.quiet,
+            columns=_columns(args), overwrite=args.overwrite, quiet=args.quiet, split=args.split,
+            heldout_users=args.heldout_users,
         )
         print(json.dumps(prepare(cfg)))
     else:

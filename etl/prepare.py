@@ -17,6 +17,7 @@ from contract.atomic import atomic_dir
 from contract.errors import UserError
 
 from .backend import dask_client, resolve_device, to_host
+from .lists import prepare_lists
 from .output_spec import encoded_spec, encoding_metadata
 from .pipeline import RawInput, encode, stage
 from .progress import StageLog, compute_with_progress
@@ -47,6 +48,8 @@ class PrepareConfig:
     columns: ColumnNames = field(default_factory=ColumnNames)
     overwrite: bool = False
     quiet: bool = False
+    split: str = "time"  # "users": the lists layout for VAE-CF (etl/lists.py)
+    heldout_users: int | None = None  # --split users: validation users, and as many test users
 
     @property
     def fitted_workflow_dir(self) -> Path | None:
@@ -84,6 +87,8 @@ SPLITS = ("train", "test", "validation", "known")
 
 
 def prepare(cfg: PrepareConfig) -> dict:
+    if cfg.split != "time" or cfg.heldout_users is not None:
+        return prepare_lists(cfg)
     log = StageLog(cfg.quiet)
     device = resolve_device(cfg.device)
     applied = load_workflow(cfg.workflow) if cfg.workflow is not None else None

@@ -40,6 +40,7 @@ class ColumnNames:
     timestamp: str = "timestamp"
     rating: str | None = "rating"
     sep: str | None = None
+    timestamp_optional: bool = False  # --split users: without the column every row gets timestamp 0
 
 
 def resolve_input(path, fmt: str, workdir: Path) -> tuple[Path, str]:
@@ -142,7 +143,7 @@ def read_ratings(path: Path, fmt: str, columns: ColumnNames = ColumnNames(), typ
         ddf = _read_named(files, "parquet", columns, typed)
         numeric_ids = all(pd.api.types.is_integer_dtype(ddf[c].dtype) for c in ("user_id", "item_id"))
     else:
-        named = columns if fmt == "csv" else ColumnNames()
+        named = columns if fmt == "csv" else ColumnNames(timestamp_optional=columns.timestamp_optional)
         named = replace(named, sep=_separator(files[0], named.sep))
         ddf = _read_named(files, "csv", named, typed)
         numeric_ids = fmt != "csv" or _csv_ids_look_numeric(files[0], named)
@@ -235,7 +236,10 @@ def _read_named(files: list[Path], kind: str, columns: ColumnNames, typed: bool)
         if (other := _header(part, kind, columns.sep)) != header:
             raise UserError(f"part {part} has columns ({', '.join(map(str, other))}) unlike {first.name} "
                             f"({', '.join(map(str, header))}); every part needs the same columns")
-    optional = {"rating"} if replace(columns, sep=None) == ColumnNames() or kind == "parquet" else set()
+    optional = {"rating"} if replace(columns, sep=None, timestamp_optional=False) == ColumnNames() or kind == "parquet" \
+        else set()
+    if columns.timestamp_optional:
+        optional.add("timestamp")
     for role, name in list(wanted.items()):
         if name not in header:
             if role in optional:
@@ -263,6 +267,8 @@ def _read_named(files: list[Path], kind: str, columns: ColumnNames, typed: bool)
     ddf = ddf.rename(columns={v: k for k, v in wanted.items()})
     if "rating" not in wanted:
         ddf["rating"] = 1.0
+    if "timestamp" not in wanted:
+        ddf["timestamp"] = 0
     return ddf[RAW_COLUMNS]
 
 

@@ -53,7 +53,11 @@ def fitted_cardinalities(workflow) -> dict[str, int]:
     """Embedding table sizes of the fitted id columns: unique values + the reserved indices."""
     from nvtabular.ops import get_embedding_sizes
 
-    return {name: int(size[0]) for name, size in get_embedding_sizes(workflow).items()}
+    sizes = get_embedding_sizes(workflow)
+    if isinstance(sizes, tuple):  # (single, multi-hot): per-user item lists
+        raise UserError("this workflow outputs per-user lists: it was fitted by `etl prepare --split users` and only "
+                        "encodes data for that split")
+    return {name: int(size[0]) for name, size in sizes.items()}
 
 
 def vocabulary_files() -> dict[str, str]:

@@ -35,3 +35,12 @@ def trained(prepared, tmp_path_factory) -> Path:
                         "--checkpoint_dir", ckpt)
     assert result.returncode == 0, result.stderr[-2000:]
     return ckpt / "model.pth"
+
+
+@pytest.fixture(scope="session")
+def prepared_lists(tmp_path_factory, synthetic_raw) -> Path:
+    """`synthetic_raw` in the lists layout (`--split users`): 40 validation and 40 test users."""
+    root = tmp_path_factory.mktemp("lists")
+    prepare(PrepareConfig(input=synthetic_raw, output=root / "data", min_rating=3.5, seed=5, split="users",
+                          heldout_users=40, quiet=True))
+    return root / "data"

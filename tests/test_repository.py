@@ -9,7 +9,7 @@ import pytest
 
 from .helpers import ROOT
 
-SOURCES = ("contract", "etl", "training", "bench", "tests", "notebooks", "feature_specs", "requirements")
+SOURCES = ("contract", "etl", "training", "serving", "bench", "tests", "notebooks", "feature_specs", "requirements")
 
 
 def test_no_source_file_is_ignored_by_git():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from contract.atomic import atomic_file
 from contract.errors import UserError, print_error
 from contract.feature_spec import FeatureSpec
-from contract.vocabulary import read_vocabulary, vocabulary_fingerprint
+from contract.vocabulary import VocabularyIndex, read_vocabulary, vocabulary_fingerprint
 
 from . import checkpoint
 from .data.popularity import checked_item_counts
@@ -28,14 +29,19 @@ from .models import build_model
 from .runtime import start_runtime
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.recommend", description=__doc__)
+def add_recommender_arguments(p: argparse.ArgumentParser) -> None:
+    """--checkpoint, --data, --workflow: what a `Recommender` is built from (here and in `python -m serving`)."""
     p.add_argument("--checkpoint", type=Path, required=True, help="model.pth or last.pth")
     p.add_argument("--data", type=Path, nargs="+", required=True,
                    help="DATA_DIR [OLDER_DATA_DIR ...]: the first one's FeatureSpec sizes the model; items seen in "
                         "any of them are excluded (all must be encoded by one workflow)")
     p.add_argument("--workflow", type=Path, help="the saved workflow that encoded the data "
                                                   "(default: the one its FeatureSpec records)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.recommend", description=__doc__)
+    add_recommender_arguments(p)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--users", help="comma-separated raw user ids")
     who.add_argument("--all-users", action="store_true")
@@ -78,18 +84,6 @@ def workflow_of(spec: FeatureSpec, given: Path | None) -> Path:
     return spec.workflow_dir
 
 
-def encode_users(raw_ids: list[str], vocab: pd.Series) -> np.ndarray:
-    """Encoded index per raw id, -1 where the workflow has never seen it."""
-    values = raw_ids
-    if np.issubdtype(vocab.dtype, np.integer):
-        try:
-            values = [int(v) for v in raw_ids]
-        except ValueError as exc:
-            raise UserError(f"--users: {exc}; this workflow's user ids are integers")
-    positions = pd.Index(vocab.to_numpy()).get_indexer(values)
-    return np.where(positions >= 0, vocab.index.to_numpy()[positions], -1)
-
-
 @torch.no_grad()
 def top_items(model, users: torch.Tensor, n_items: int, first_index: int, seen: np.ndarray, k: int) -> tuple:
     """Scores of every item for a batch of users, seen and reserved items masked, then top-k."""
@@ -117,45 +111,105 @@ def load_vocabularies(spec: FeatureSpec, workflow_dir: Path) -> tuple[pd.Series,
     return user_vocab, item_vocab
 
 
-def recommend(args) -> pd.DataFrame:
-    specs = history_specs(args.data)
-    spec = specs[0]
-    payload = checkpoint.load(args.checkpoint)
-    checkpoint.check_fits(payload, args.checkpoint, spec.table_sizes)
-    user_vocab, item_vocab = load_vocabularies(spec, workflow_of(spec, args.workflow))
-    n_items = spec.item_cardinality
-    if not 1 <= args.topk <= len(item_vocab):
-        raise UserError(f"--topk {args.topk} must be between 1 and the catalogue size ({len(item_vocab)} items)")
-    raw_items = np.empty(n_items, dtype=object)
-    raw_items[item_vocab.index.to_numpy()] = item_vocab.to_numpy()
+class Recommender:
+    """A checkpoint ready to answer raw user ids: its model on the runtime's device, the workflow's
+    vocabularies, what every --data folder says the users have, and the item popularity.
 
+    `python -m training.recommend` and `python -m serving` both answer through it. The checks
+    (data, checkpoint, workflow) run on construction; the model, history and popularity load on
+    first use, so a bad request is refused before anything heavy happens.
+    """
+
+    def __init__(self, checkpoint_path: Path, data: list[Path], workflow: Path | None = None, batch_users: int = 256):
+        self.specs = history_specs(data)
+        self.spec = spec = self.specs[0]
+        self.payload = checkpoint.load(checkpoint_path)
+        checkpoint.check_fits(self.payload, checkpoint_path, spec.table_sizes)
+        self.user_vocab, self.item_vocab = load_vocabularies(spec, workflow_of(spec, workflow))
+        self.users, self.items = VocabularyIndex(self.user_vocab), VocabularyIndex(self.item_vocab)
+        self.n_items = spec.item_cardinality
+        self.raw_items = np.empty(self.n_items, dtype=object)
+        self.raw_items[self.item_vocab.index.to_numpy()] = self.item_vocab.to_numpy()
+        self.batch_users = batch_users
+
+    def check_topk(self, k: int) -> None:
+        if not 1 <= k <= len(self.item_vocab):
+            raise UserError(f"--topk {k} must be between 1 and the catalogue size ({len(self.item_vocab)} items)")
+
+    def encode_users(self, raw_ids: list[str], strict: bool = True) -> np.ndarray:
+        """Encoded index per raw id, -1 where the workflow has never seen it. `strict`: text that is not
+        an integer, where the workflow's user ids are, is an error rather than an unknown user."""
+        try:
+            return self.users.encode(raw_ids, missing=-1, strict=strict)
+        except ValueError as exc:
+            raise UserError(f"--users: {exc}; this workflow's user ids are integers")
+
+    @cached_property
+    def device(self) -> torch.device:
+        return start_runtime().device
+
+    @cached_property
+    def model(self) -> torch.nn.Module:
+        model = build_model(self.payload["meta"]["architecture"], self.spec.table_sizes).to(self.device).eval()
+        model.load_state_dict(self.payload["model"])
+        return model
+
+    @cached_property
+    def seen(self) -> np.ndarray:
+        return seen_keys(self.specs)
+
+    @cached_property
+    def popularity(self) -> np.ndarray:
+        """Train interactions per item index, -inf on the reserved indices."""
+        popularity = checked_item_counts(self.spec).astype(np.float64)
+        popularity[:self.spec.first_index] = -np.inf
+        return popularity
+
+    def top(self, encoded: np.ndarray, k: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, items), each (users, k), for known encoded users; items they have score -inf."""
+        scores, items = [], []
+        for start in tqdm(range(0, len(encoded), self.batch_users), desc="recommend", unit="batch", file=sys.stderr,
+                          disable=not (progress and sys.stderr.isatty())):
+            users = torch.from_numpy(encoded[start:start + self.batch_users]).to(self.device)
+            batch_scores, batch_items = top_items(self.model, users, self.n_items, self.spec.first_index, self.seen, k)
+            scores.append(batch_scores.cpu().numpy())
+            items.append(batch_items.cpu().numpy())
+        if not scores:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        return np.concatenate(scores), np.concatenate(items)
+
+    def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train counts, items) of the k most popular items: what unknown users get."""
+        best = np.argsort(-self.popularity, kind="stable")[:k]
+        return self.popularity[best], best
+
+    @torch.no_grad()
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The model's logit (float32) for each pair of encoded user and item indices."""
+        pairs = (torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(self.device) for ids in (users, items))
+        return self.model(*pairs).float().cpu().numpy()
+
+
+def recommend(args) -> pd.DataFrame:
+    rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users)
+    rec.check_topk(args.topk)
     if args.all_users:  # in the order of the raw ids, not of the vocabulary's frequency order
-        by_raw_id = user_vocab.sort_values(kind="stable")
+        by_raw_id = rec.user_vocab.sort_values(kind="stable")
         raw_users, encoded = [str(u) for u in by_raw_id.to_numpy()], by_raw_id.index.to_numpy()
     else:
         raw_users = [u.strip() for u in args.users.split(",") if u.strip()]
-        encoded = encode_users(raw_users, user_vocab)
-    device = start_runtime().device
-    model = build_model(payload["meta"]["architecture"], spec.table_sizes).to(device).eval()
-    model.load_state_dict(payload["model"])
-    seen = seen_keys(specs)
+        encoded = rec.encode_users(raw_users)
 
     frames = []
     known = np.flatnonzero(encoded >= 0)
-    for start in tqdm(range(0, len(known), args.batch_users), desc="recommend", unit="batch", file=sys.stderr,
-                      disable=not sys.stderr.isatty()):
-        rows = known[start:start + args.batch_users]
-        scores, items = top_items(model, torch.from_numpy(encoded[rows]).to(device), n_items, spec.first_index, seen,
-                                  args.topk)
-        frames.append(_rows(np.asarray(raw_users, dtype=object)[rows], items.cpu().numpy(), scores.cpu().numpy(),
-                            raw_items, "model"))
+    if len(known):
+        scores, items = rec.top(encoded[known], args.topk, progress=True)
+        frames.append(_rows(np.asarray(raw_users, dtype=object)[known], items, scores, rec.raw_items, "model"))
     unknown = np.flatnonzero(encoded < 0)
     if len(unknown):
-        popularity = checked_item_counts(spec).astype(np.float64)
-        popularity[:spec.first_index] = -np.inf
-        best = np.argsort(-popularity, kind="stable")[: args.topk]
+        counts, best = rec.popular(args.topk)
         frames.append(_rows(np.asarray(raw_users, dtype=object)[unknown], np.tile(best, (len(unknown), 1)),
-                            np.tile(popularity[best], (len(unknown), 1)), raw_items, "popularity"))
+                            np.tile(counts, (len(unknown), 1)), rec.raw_items, "popularity"))
         frames[-1] = frames[-1].rename(columns={"score": "train_count"})
         print(f"note: {len(unknown)} unknown user id(s) ({', '.join(map(str, np.asarray(raw_users)[unknown][:5]))}"
               f"{'...' if len(unknown) > 5 else ''}) got the most popular items (source=popularity)", file=sys.stderr)

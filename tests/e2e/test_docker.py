@@ -17,7 +17,9 @@ import yaml
 
 from etl.__main__ import parser as etl_parser
 from etl.prepare import PrepareConfig
+from serving.args import parser as serving_parser
 from training.args import parse_args as train_parse_args
+from training.export import parser as export_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,3 +194,27 @@ def test_jupyter_is_reachable_from_this_machine_only(compose):
     assert any(p[-1] == port for p in published), service["ports"]
     # The server runs without a token, so it must not be reachable from other machines.
     assert all(len(p) == 3 and p[0] == "127.0.0.1" for p in published), service["ports"]
+
+
+PARSERS = {"training.export": export_parser, "serving": serving_parser}
+
+
+def test_serve_exports_what_train_wrote_and_serves_it_on_loopback(compose, stages):
+    serve, train = compose["services"]["serve"], compose["services"]["train"]
+    stage = stages[serve["build"]["target"]]
+    argv = command(serve)
+    assert argv[:2] == ["sh", "-c"], argv
+    steps = [shlex.split(step) for step in argv[2].split("&&")]
+    parsed = {step[2]: PARSERS[step[2]]().parse_args(step[3:]) for step in steps if step[:2] == ["python", "-m"]}
+    export = parsed["training.export"]
+    trained = train_parse_args(command(train)[command(train).index("-m") + 2:])
+    assert export.checkpoint == trained.checkpoint_dir / "model.pth" and export.data == trained.data
+    assert export.format == "torchscript"  # the Merlin image's Triton has the libtorch backend
+    triton = next(step for step in steps if step[0] == "tritonserver")
+    repository = next(a.split("=", 1)[1] for a in triton if a.startswith("--model-repository="))
+    assert Path(repository) == export.output and in_mount(export.output, serve, stage)
+    ports = {a.split("=")[0]: a.split("=")[1] for a in triton if a.startswith(("--http-port=", "--grpc-port="))}
+    published = [str(p).split(":") for p in serve["ports"]]
+    assert {p[-1] for p in published} == set(ports.values())
+    assert all(len(p) == 3 and p[0] == "127.0.0.1" for p in published), serve["ports"]
+

@@ -1,0 +1,192 @@
+"""The users split of the lists layout (VAE-CF's strong generalisation), vectorised over one partition.
+
+A partition holds whole users (the ETL shuffles by user before grouping), each with their items in
+time order. What happens to a user:
+- positives are deduplicated (first occurrence kept); interactions below the positive rule become the
+  user's *known* items (seen, never an input or a target, never recommended back);
+- a user with fewer than MIN_POSITIVES distinct positives is dropped (as DeepLearningExamples/Liang et al.);
+- N of the others are validation users and N test users: those with the smallest counter-based hash of
+  (seed, user), so the choice needs only the global list of eligible users, never an ordering of rows;
+- items that no training user has are dropped from the held-out users' lists; a held-out user left with
+  fewer than 2 items is dropped too (counted);
+- each held-out user's items are split at random into a fold-in list (80%) and a target list
+  (floor(20%), at least 1): the items with the smallest hash of (seed, user, item) are the targets.
+Both lists keep the time order. Every decision depends only on (seed, user, item) and two global sets
+(the held-out users and the training items), so the result is the same whatever the partitioning.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from contract.errors import UserError
+
+MIN_POSITIVES = 5
+TARGET_SHARE = 0.2
+HELDOUT_SHARE = 0.1  # --heldout-users default: this share of the eligible users for validation, and as many for test
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_USERS_SALT, _TARGETS_SALT = 0x5553455253, 0x54415247  # separate streams for the two random choices
+
+
+@dataclass
+class UserLists:
+    """Ragged per-user item lists: user i owns items[offsets[i]:offsets[i + 1]]."""
+
+    users: np.ndarray    # (U,) int64
+    offsets: np.ndarray  # (U + 1,) int64
+    items: np.ndarray    # (offsets[-1],) int64
+
+    @classmethod
+    def from_lengths(cls, users, lengths, items) -> "UserLists":
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(np.asarray(users, dtype=np.int64), offsets, np.asarray(items, dtype=np.int64))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def owners(self) -> np.ndarray:
+        """The row (not the user id) each item belongs to."""
+        return np.repeat(np.arange(len(self.users)), self.lengths)
+
+    def take_users(self, keep: np.ndarray) -> "UserLists":
+        """The rows where `keep` (a boolean per user) is True."""
+        return self.keep_items(keep[self.owners()], keep)
+
+    def keep_items(self, keep_item: np.ndarray, keep_user: np.ndarray | None = None) -> "UserLists":
+        """Drop the items where `keep_item` is False (and the users where `keep_user` is False)."""
+        lengths = np.bincount(self.owners()[keep_item], minlength=len(self.users))
+        if keep_user is None:
+            keep_user = np.ones(len(self.users), dtype=bool)
+        return UserLists.from_lengths(self.users[keep_user], lengths[keep_user], self.items[keep_item])
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def _mix(x):
+    """splitmix64 finaliser: a well-spread 64-bit hash of uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _hash(seed: int, salt: int, *columns) -> np.ndarray:
+    h = _mix(np.full(len(columns[0]), (seed * 0x100000001 + salt) % 2**64, dtype=np.uint64))
+    for column in columns:
+        h = _mix(h ^ np.asarray(column).astype(np.uint64))
+    return h
+
+
+def clean(users, offsets, items, labels, first_index: int) -> tuple[UserLists, UserLists, dict]:
+    """Per user: distinct positives (first occurrence, time order kept) and distinct known items.
+
+    Users or items below `first_index` (out of vocabulary: data encoded by an earlier workflow) are
+    dropped and counted, as the time split does.
+    """
+    lists = UserLists(np.asarray(users, dtype=np.int64), np.asarray(offsets, dtype=np.int64),
+                      np.asarray(items, dtype=np.int64))
+    labels = np.asarray(labels)
+    owner = lists.owners()
+    in_vocabulary = (lists.items >= first_index) & (lists.users[owner] >= first_index)
+    positive = (labels > 0) & in_vocabulary
+    first_positive = _first_occurrences(owner, lists.items, positive)
+    positive_keys = owner[first_positive].astype(np.int64) * (lists.items.max(initial=0) + 1) + lists.items[first_positive]
+    all_keys = owner.astype(np.int64) * (lists.items.max(initial=0) + 1) + lists.items
+    known = ~positive & in_vocabulary & ~np.isin(all_keys, positive_keys)
+    first_known = _first_occurrences(owner, lists.items, known)
+    counts = {"interactions": len(lists.items), "oov_rows_dropped": int((~in_vocabulary).sum()),
+              "duplicates_dropped": int(positive.sum() - first_positive.sum())}
+    return lists.keep_items(first_positive), lists.keep_items(first_known), counts
+
+
+def _first_occurrences(owner, items, candidate):
+    """Mask of the first candidate occurrence of each (row, item), in list order."""
+    position = np.flatnonzero(candidate)
+    order = np.lexsort((position, items[position], owner[position]))
+    ordered = position[order]
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = (owner[ordered[1:]] != owner[ordered[:-1]]) | (items[ordered[1:]] != items[ordered[:-1]])
+    mask = np.zeros(len(items), dtype=bool)
+    mask[ordered[first]] = True
+    return mask
+
+
+def choose_heldout(users, positives, n: int | None, seed: int, min_positives: int = MIN_POSITIVES):
+    """(validation users, test users), sorted: the 2N eligible users with the smallest hash of (seed, user).
+
+    `users` and `positives` are one entry per user over the whole data (any order); N defaults to
+    HELDOUT_SHARE of the eligible users.
+    """
+    users, positives = np.asarray(users, dtype=np.int64), np.asarray(positives)
+    eligible = users[positives >= min_positives]
+    if n is None:
+        n = max(1, int(len(eligible) * HELDOUT_SHARE))
+    if n < 1:
+        raise UserError("--heldout-users must be at least 1")
+    if 2 * n >= len(eligible):
+        raise UserError(f"--heldout-users {n}: only {len(eligible):,} users have at least {min_positives} positives, so "
+                        f"2 x {n} held-out users leave none to train on (use at most {max((len(eligible) - 1) // 2, 0):,})")
+    order = np.lexsort((eligible, _hash(seed, _USERS_SALT, eligible)))
+    chosen = eligible[order]
+    return np.sort(chosen[:n]), np.sort(chosen[n:2 * n])
+
+
+def roles(users, positives, validation_users, test_users, min_positives: int = MIN_POSITIVES) -> dict:
+    """Boolean masks per user: train, validation, test (dropped users are in none)."""
+    eligible = np.asarray(positives) >= min_positives
+    validation = np.isin(users, validation_users) & eligible
+    test = np.isin(users, test_users) & eligible
+    return {"train": eligible & ~validation & ~test, "validation": validation, "test": test}
+
+
+def train_item_counts(positives: UserLists, validation_users, test_users, cardinality: int,
+                      min_positives: int = MIN_POSITIVES) -> np.ndarray:
+    """How many training users have each item (sum over partitions for the global set)."""
+    train = roles(positives.users, positives.lengths, validation_users, test_users, min_positives)["train"]
+    return np.bincount(positives.take_users(train).items, minlength=cardinality)
+
+
+def fold_in_and_target(heldout: UserLists, seed: int) -> tuple[UserLists, UserLists]:
+    """Split each user's items at random: floor(TARGET_SHARE * n) (at least 1) targets, the rest fold-in."""
+    owner = heldout.owners()
+    n_target = np.maximum(1, np.floor(heldout.lengths * TARGET_SHARE).astype(np.int64))
+    order = np.lexsort((heldout.items, _hash(seed, _TARGETS_SALT, heldout.users[owner], heldout.items), owner))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - heldout.offsets[owner[order]]
+    target = rank < n_target[owner]
+    return heldout.keep_items(~target), heldout.keep_items(target)
+
+
+def split_users(positives: UserLists, known: UserLists, validation_users, test_users, in_train: np.ndarray,
+                seed: int, min_positives: int = MIN_POSITIVES) -> tuple[dict, dict]:
+    """The lists of one user-complete partition: train, validation and test, and known items.
+
+    Returns ({"train": UserLists, "validation": (fold_in, target), "test": (fold_in, target),
+    "known": UserLists}, counts). `in_train` marks the items some training user has.
+    """
+    role = roles(positives.users, positives.lengths, validation_users, test_users, min_positives)
+    out, counts = {"train": positives.take_users(role["train"])}, {}
+    counts["train_users"] = len(out["train"])
+    counts["train_interactions"] = int(len(out["train"].items))
+    counts["users_below_min_positives"] = int((positives.lengths < min_positives).sum())
+    dropped_heldout = 0
+    for name in ("validation", "test"):
+        heldout = positives.take_users(role[name])
+        heldout = heldout.keep_items(in_train[heldout.items])
+        enough = heldout.lengths >= 2
+        dropped_heldout += int((~enough).sum())
+        heldout = heldout.take_users(enough)
+        out[name] = fold_in_and_target(heldout, seed)
+        counts[f"{name}_users"] = len(heldout)
+        counts[f"{name}_fold_in_items"] = int(len(out[name][0].items))
+        counts[f"{name}_target_items"] = int(len(out[name][1].items))
+    counts["heldout_users_dropped"] = dropped_heldout
+    kept = np.concatenate([out["train"].users, out["validation"][0].users, out["test"][0].users])
+    out["known"] = known.take_users(np.isin(known.users, kept) & (known.lengths > 0))
+    counts["known_items"] = int(len(out["known"].items))
+    return out, counts

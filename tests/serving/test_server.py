@@ -1,0 +1,219 @@
+"""`python -m serving` end to end: the real Triton server on loopback, queried with tritonclient.http,
+compared with `training.recommend` and `etl transform`, bad requests refused while it stays up, and
+a SIGTERM that leaves no process or shared-memory segment behind. The server starts once."""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import torch
+import tritonclient.http as http
+from tritonclient.utils import InferenceServerException
+
+from contract.feature_spec import FeatureSpec
+from etl.transform import transform
+from training.export import load_scorer
+from training.recommend import main as recommend_main
+
+from ..helpers import ROOT, run_module, vocabulary, write_ratings_csv
+
+K = 10
+START_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shared_memory_of(pids) -> set[str]:
+    """/dev/shm segments the processes map or hold open."""
+    names = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            fds = [p.readlink() for p in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        names |= {line.split()[-1] for line in maps.splitlines() if "/dev/shm/" in line}
+        names |= {str(target) for target in fds if str(target).startswith("/dev/shm/")}
+    return {name.removesuffix(" (deleted)") for name in names}
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, port: int, stderr: Path):
+        self.proc, self.port, self.stderr = proc, port, stderr
+        self.client = http.InferenceServerClient(f"127.0.0.1:{port}", concurrency=8, network_timeout=60)
+
+    def log(self) -> str:
+        return self.stderr.read_text()[-3000:]
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the server exited ({self.proc.returncode}):\n{self.log()}"
+            try:
+                if all(self.client.is_model_ready(m) for m in ("recommend", "score")):
+                    return
+            except (InferenceServerException, ConnectionError, OSError):
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"the server was not ready after {START_TIMEOUT_S}s:\n{self.log()}")
+
+    def stop(self) -> tuple[int, str]:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        return self.proc.returncode, out
+
+
+@pytest.fixture(scope="module")
+def server(prepared, trained, tmp_path_factory):
+    stderr = tmp_path_factory.mktemp("serving") / "stderr.txt"
+    port = free_port()
+    with stderr.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "serving", "--checkpoint", str(trained), "--data", str(prepared),
+                                 "--topk", str(K), "--http-port", str(port), "--queue-delay-us", "20000"],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+    served = Server(proc, port, stderr)
+    try:
+        served.wait_ready()
+        yield served
+    finally:
+        if proc.poll() is None:
+            served.stop()
+
+
+def bytes_input(name: str, values) -> http.InferInput:
+    array = np.array([str(v) for v in values], dtype=object)[:, None]
+    tensor = http.InferInput(name, list(array.shape), "BYTES")
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def recommend(client, users) -> dict:
+    result = client.infer("recommend", [bytes_input("user_id", users)])
+    return {name: result.as_numpy(name) for name in ("item_ids", "scores", "source")}
+
+
+def test_recommend_answers_what_training_recommend_answers(server, prepared, trained, tmp_path):
+    workflow = prepared.parent / "workflow"
+    users, items = vocabulary(workflow, "user_id"), vocabulary(workflow, "item_id")
+    known = [str(u) for u in users.iloc[[0, 1, 2, 40, 399]]]
+    out = tmp_path / "cli.parquet"
+    assert recommend_main(["--checkpoint", str(trained), "--data", str(prepared), "--users", ",".join([*known, "424242"]),
+                           "--topk", str(K), "--output", str(out)]) == 0
+    cli = pd.read_parquet(out)
+    got = recommend(server.client, [*known, "424242"])
+    assert got["item_ids"].shape == (6, K) and got["scores"].dtype == np.float32
+    assert got["source"].ravel().tolist() == [b"model"] * 5 + [b"popularity"]
+    for row, user in enumerate([*known, "424242"]):
+        expected = cli[cli["user"] == user]
+        assert got["item_ids"][row].astype(str).tolist() == expected["item"].tolist(), f"user {user}: other items or order"
+        column = "score" if row < 5 else "train_count"
+        np.testing.assert_allclose(got["scores"][row], expected[column].to_numpy(np.float32), rtol=1e-5, atol=1e-6)
+    # and, independently of training.recommend: nothing the user already has comes back
+    spec = FeatureSpec.from_yaml(prepared)
+    history = pd.concat([spec.read("train"), spec.read("test").query("label == 1")])
+    had = set(zip(users.loc[history["user_id"]].astype(str), items.loc[history["item_id"]].astype(str)))
+    served = {(user, item.decode()) for user, row in zip(known, got["item_ids"]) for item in row}
+    assert not served & had, "items the user already has were recommended"
+
+
+def test_score_maps_raw_ids_as_etl_transform_does(server, prepared, trained, tmp_path):
+    workflow = prepared.parent / "workflow"
+    users, items = vocabulary(workflow, "user_id"), vocabulary(workflow, "item_id")
+    pairs = [(users.iloc[0], items.iloc[0]), (users.iloc[3], items.iloc[9]), (987654, items.iloc[2]),
+             (users.iloc[5], 555555), (users.iloc[7], items.iloc[4])]
+    raw = write_ratings_csv(tmp_path / "pairs.csv", [(u, i, 5.0, t) for t, (u, i) in enumerate(pairs)])
+    transform(workflow, raw, tmp_path / "encoded", quiet=True)
+    encoded = pd.read_parquet(tmp_path / "encoded" / "data")
+    assert (encoded["user_id"] == 2).sum() == 1 and (encoded["item_id"] == 2).sum() == 1  # the unseen ids
+    scorer, _ = load_scorer(trained)
+    with torch.no_grad():
+        expected = scorer(torch.from_numpy(encoded["user_id"].to_numpy()), torch.from_numpy(encoded["item_id"].to_numpy()))
+    result = server.client.infer("score", [bytes_input("user_id", [u for u, _ in pairs]),
+                                           bytes_input("item_id", [i for _, i in pairs])])
+    np.testing.assert_allclose(result.as_numpy("score").ravel(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    # the scores `recommend` ranks by are the logits `score` gives the same pairs
+    top = recommend(server.client, [users.iloc[3]])
+    again = server.client.infer("score", [bytes_input("user_id", [users.iloc[3]] * K),
+                                          bytes_input("item_id", top["item_ids"][0].astype(str))])
+    np.testing.assert_allclose(again.as_numpy("score").ravel(), top["scores"][0], rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_requests_get_their_own_answers(server, prepared):
+    users = [str(u) for u in vocabulary(prepared.parent / "workflow", "user_id").iloc[:16]]
+    alone = [recommend(server.client, [u]) for u in users]
+    pending = [server.client.async_infer("recommend", [bytes_input("user_id", [u])]) for u in users]
+    for one, request in zip(alone, pending):
+        result = request.get_result()
+        assert (result.as_numpy("item_ids") == one["item_ids"]).all()
+        np.testing.assert_allclose(result.as_numpy("scores"), one["scores"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["empty batch", "wrong dtype", "unknown model", "missing input", "too many users"])
+def test_bad_requests_get_a_clear_error_and_the_server_stays_up(server, prepared, case):
+    client = server.client
+    if case == "empty batch":
+        request, model, words = [http.InferInput("user_id", [0, 1], "BYTES")], "recommend", "user_id"
+        request[0].set_data_from_numpy(np.zeros((0, 1), dtype=object))
+    elif case == "wrong dtype":
+        request, model, words = [http.InferInput("user_id", [2, 1], "INT64")], "recommend", "expects 'BYTES'"
+        request[0].set_data_from_numpy(np.array([[1], [2]], dtype=np.int64))
+    elif case == "unknown model":
+        request, model, words = [bytes_input("user_id", ["1"])], "recommend_v2", "unknown model"
+    elif case == "missing input":
+        request, model, words = [bytes_input("user_id", ["1"])], "score", "missing required input(s) ['item_id']"
+    else:
+        request, model, words = [bytes_input("user_id", ["1"] * 1025)], "recommend", "batch-size must be <= 1024"
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer(model, request)
+    assert words in str(refused.value) and "Traceback" not in str(refused.value)
+    assert client.is_server_live() and recommend(client, ["1"])["item_ids"].shape == (1, K)
+
+
+def test_sigterm_stops_cleanly_leaving_nothing_behind(server):
+    """Runs last in this module: the fixture's server is stopped here."""
+    root = psutil.Process(server.proc.pid)
+    tree = [root, *root.children(recursive=True)]
+    assert any("triton_python_backend_stub" in " ".join(p.cmdline()) for p in tree), "no stub to check"
+    segments = shared_memory_of(p.pid for p in tree)
+    assert segments, "the server maps no shared memory: nothing to check"
+    code, out = server.stop()
+    assert code == 0, server.log()
+    _, alive = psutil.wait_procs(tree, timeout=10)  # helpers (multiprocessing's resource tracker) exit just after
+    assert not alive, f"left running: {alive}"
+    assert not [s for s in segments if Path(s).exists()], "shared memory left in /dev/shm"
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert counts["recommend"]["executions"] < counts["recommend"]["requests"], "Triton never batched requests"
+    assert "stopped" in server.log() and "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("case", ["port in use", "bad checkpoint"])
+def test_startup_errors_are_one_line(tmp_path, prepared, trained, case):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1] if case == "port in use" else free_port()
+        checkpoint = trained if case == "port in use" else tmp_path / "missing.pth"
+        result = run_module("serving", "--checkpoint", checkpoint, "--data", prepared, "--http-port", port, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    words = f"--http-port {port}" if case == "port in use" else "missing.pth does not exist"
+    assert words in result.stderr.strip().splitlines()[-1]

@@ -1,0 +1,98 @@
+"""Mult-VAE: the sparse input path against dense algebra, the loss terms, the KL annealing, the registry."""
+import pytest
+import torch
+
+from contract.errors import UserError
+from training.data.lists import multi_hot
+from training.models import build_list_model, build_model
+from training.models.multvae import MultVAE, anneal, elbo_loss, kl_divergence, multinomial_nll
+
+
+def batch(rows=6, items=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lists = [torch.randperm(items, generator=g)[: int(torch.randint(1, 8, (1,), generator=g))] for _ in range(rows)]
+    offsets = torch.tensor([0] + [len(x) for x in lists]).cumsum(0)
+    return multi_hot(offsets, torch.cat(lists), items)
+
+
+def test_csr_batch_is_the_multi_hot_matrix():
+    x = batch()
+    dense = x.to_dense()
+    assert set(dense.unique().tolist()) <= {0.0, 1.0} and dense.shape == (6, 20)
+    for r in range(6):  # columns sorted within a row, as CSR expects
+        cols = x.col_indices()[x.crow_indices()[r]:x.crow_indices()[r + 1]]
+        assert torch.equal(cols, cols.sort().values)
+
+
+def test_encoder_is_the_dense_product_of_the_l2_normalised_input():
+    torch.manual_seed(0)
+    model = MultVAE(20, dims=(16, 4), dropout=0.5).eval()
+    x = batch()
+    dense = x.to_dense()
+    normalised = dense / dense.norm(dim=1, keepdim=True)
+    h = torch.tanh(normalised @ model.input_weight + model.input_bias)
+    expected = model.to_latent(h)
+    mean, logvar = model.encode(x)
+    assert torch.allclose(torch.cat([mean, logvar], dim=1), expected, atol=1e-5)
+    doubled = torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), 2 * x.values(), x.shape)
+    assert torch.allclose(model.encode(doubled)[0], mean, atol=1e-5), "the input is not L2-normalised"
+    logits, m, _ = model(x)
+    assert logits.shape == (6, 20) and torch.equal(m, mean)
+    assert torch.equal(model(x)[0], logits), "evaluation must use the mean, without dropout"
+
+
+def test_training_mode_drops_inputs_and_samples_the_latent():
+    torch.manual_seed(0)
+    model = MultVAE(20, dims=(16, 4), dropout=0.5).train()
+    x = batch()
+    a, b = model(x)[0], model(x)[0]
+    assert not torch.equal(a, b)
+    model.dropout = 0.0
+    means = {tuple(model.encode(x)[0].flatten().tolist()) for _ in range(3)}
+    assert len(means) == 1, "without dropout the encoder is deterministic"
+
+
+def test_loss_terms():
+    torch.manual_seed(0)
+    model = MultVAE(20, dims=(8,), dropout=0.0)
+    x = batch()
+    logits = torch.randn(6, 20)
+    expected = -(torch.log_softmax(logits, 1) * x.to_dense()).sum(1).mean()
+    assert torch.allclose(multinomial_nll(logits, x), expected)
+    mean, logvar = torch.randn(6, 3), torch.randn(6, 3)
+    q = torch.distributions.Normal(mean, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(3), torch.ones(3))
+    assert torch.allclose(kl_divergence(mean, logvar), torch.distributions.kl_divergence(q, p).sum(1).mean(), atol=1e-5)
+    model.eval()  # z = mean: every term is deterministic
+    loss0, parts = elbo_loss(model, model, x, beta=0.0, lam=0.0)
+    loss1, _ = elbo_loss(model, model, x, beta=0.3, lam=0.0)
+    loss2, _ = elbo_loss(model, model, x, beta=0.3, lam=0.01)
+    assert torch.allclose(loss0, parts["nll"]) and torch.allclose(loss1, parts["nll"] + 0.3 * parts["kl"])
+    l2 = sum((w ** 2).sum() for w in (model.input_weight, *(layer.weight for layer in model.decoder)))
+    assert torch.allclose(loss2 - loss1, 0.01 * l2, rtol=1e-4)
+
+
+def test_kl_weight_is_annealed_linearly_then_capped():
+    assert anneal(0, 1000, 0.2) == 0.0
+    assert anneal(100, 1000, 0.2) == pytest.approx(0.1)
+    assert anneal(150, 1000, 0.2) == pytest.approx(0.15)
+    assert anneal(5000, 1000, 0.2) == 0.2
+    assert anneal(7, 0, 0.3) == 0.3  # no annealing: the cap from the start
+
+
+def test_gradients_reach_every_weight():
+    torch.manual_seed(0)
+    model = MultVAE(20, dims=(16, 4))
+    loss, _ = elbo_loss(model, model, batch(), beta=0.2, lam=0.01)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_the_two_registries_refuse_each_others_models():
+    vae = {"variant": "multvae", "dims": [16, 4], "activation": "tanh"}
+    sizes = {"users": 10, "items": 20}
+    assert isinstance(build_list_model(vae, sizes), MultVAE)
+    with pytest.raises(UserError, match="use python -m training.vae"):
+        build_model(vae, sizes)
+    with pytest.raises(UserError, match="not a list model"):
+        build_list_model({"variant": "neumf", "factors": 8, "layers": [16, 8]}, sizes)
