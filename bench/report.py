@@ -143,7 +143,9 @@ def vae_section(p) -> list[str]:
         return (name, f"{x['ndcg@100']:.4f}", f"{x['recall@20']:.4f}", f"{x['recall@50']:.4f}",
                 f"{x['train_throughput']:,.0f}", f"{x['wall_seconds']:.0f}", f"{x['peak_rss_mib']:,.0f}")
 
-    runs = " / ".join(f"{a['ndcg@100']:.4f} vs {b['ndcg@100']:.4f}" for a, b in zip(r["ours"]["runs"], r["plain"]["runs"]))
+    runs = " / ".join(f"seed {seed}: NDCG@100 {a['ndcg@100']:.4f} vs {b['ndcg@100']:.4f}, "
+                      f"{a['train_throughput']:,.0f} vs {b['train_throughput']:,.0f} users/s"
+                      for seed, a, b in zip(p["seeds"], r["ours"]["runs"], r["plain"]["runs"]))
     bf16 = "" if p.get("native_bf16") is None else \
         f" `torch.ops.mkldnn._is_mkldnn_bf16_supported()`: {p['native_bf16']} on this CPU (fp32 runs here)."
     return ["## VAE-CF: `python -m training.vae` vs a plain PyTorch Mult-VAE (`bench/vae.py`)", _machine(p) + bf16, "",
@@ -152,7 +154,8 @@ def vae_section(p) -> list[str]:
             f"{p['items']:,} items. Both train I-600-200-600-I for {p['epochs']} epochs with the same flags "
             "(batch 500 users, Adam 1e-3, KL annealed over 2,000 steps to 0.2, input dropout 0.5); figures are "
             "the test users' at the epoch with the best validation NDCG@100, median of seeds "
-            f"{', '.join(map(str, p['seeds']))} (per seed, ours vs plain NDCG@100: {runs}). Ours streams users "
+            f"{', '.join(map(str, p['seeds']))} (ours vs plain, {runs}; each seed runs ours then plain back to back). "
+            "Ours streams users "
             "through the Merlin loader as CSR batches; plain = `bench/vae_reference.py`, dense user rows and "
             "nn.Linear. Users/s over the training steps (evaluation excluded); wall time includes start-up and "
             f"evaluation. 1-minute load average {p['load_average'][0]} at the start, {p['load_average'][1]} at the "
