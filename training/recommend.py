@@ -204,12 +204,12 @@ def recommend(args) -> pd.DataFrame:
     known = np.flatnonzero(encoded >= 0)
     if len(known):
         scores, items = rec.top(encoded[known], args.topk, progress=True)
-        frames.append(_rows(np.asarray(raw_users, dtype=object)[known], items, scores, rec.raw_items, "model"))
+        frames.append(recommendation_rows(np.asarray(raw_users, dtype=object)[known], items, scores, rec.raw_items, "model"))
     unknown = np.flatnonzero(encoded < 0)
     if len(unknown):
         counts, best = rec.popular(args.topk)
-        frames.append(_rows(np.asarray(raw_users, dtype=object)[unknown], np.tile(best, (len(unknown), 1)),
-                            np.tile(counts, (len(unknown), 1)), rec.raw_items, "popularity"))
+        frames.append(recommendation_rows(np.asarray(raw_users, dtype=object)[unknown], np.tile(best, (len(unknown), 1)),
+                                          np.tile(counts, (len(unknown), 1)), rec.raw_items, "popularity"))
         frames[-1] = frames[-1].rename(columns={"score": "train_count"})
         print(f"note: {len(unknown)} unknown user id(s) ({', '.join(map(str, np.asarray(raw_users)[unknown][:5]))}"
               f"{'...' if len(unknown) > 5 else ''}) got the most popular items (source=popularity)", file=sys.stderr)
@@ -227,7 +227,7 @@ def recommend(args) -> pd.DataFrame:
 COLUMNS = ["user", "rank", "item", "score", "train_count", "source"]
 
 
-def _rows(users, items, scores, raw_items, source) -> pd.DataFrame:
+def recommendation_rows(users, items, scores, raw_items, source) -> pd.DataFrame:
     """One row per (user, rank); items masked as seen (score -inf) are dropped, never padded in."""
     k = items.shape[1]
     frame = pd.DataFrame({
@@ -238,25 +238,29 @@ def _rows(users, items, scores, raw_items, source) -> pd.DataFrame:
 
 
 def write(frame: pd.DataFrame, output: Path) -> None:
+    if output.suffix not in (".csv", ".parquet"):
+        raise UserError(f"--output {output}: use a .csv or .parquet file name")
     with atomic_file(output) as tmp:
         if output.suffix == ".parquet":
             frame.astype({"user": str, "item": str}).to_parquet(tmp, index=False)
-        elif output.suffix == ".csv":
-            frame.to_csv(tmp, index=False)
         else:
-            raise UserError(f"--output {output}: use a .csv or .parquet file name")
+            frame.to_csv(tmp, index=False)
 
 
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+def run_cli(args, produce) -> int:
+    """Recommend with `produce(args)`, write --output atomically, print a JSON summary; 2 on bad input."""
     try:
-        frame = recommend(args)
+        frame = produce(args)
         write(frame, args.output)
     except UserError as exc:
         return print_error(exc)
     print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
                       "popularity_fallback_users": int(frame.loc[frame["source"] == "popularity", "user"].nunique())}))
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(parser().parse_args(argv), recommend)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ in the given data, get the most popular items, flagged source=popularity.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,9 +18,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from contract.atomic import atomic_file
 from contract.chunks import read_parquet_lists
-from contract.errors import UserError, print_error
+from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 from contract.vocabulary import read_vocabulary, vocabulary_fingerprint
 
@@ -29,6 +27,7 @@ from . import checkpoint
 from .data.lists import checked_item_counts, multi_hot
 from .models import build_list_model
 from .ranking import exclude
+from .recommend import recommendation_rows, run_cli
 from .runtime import start_runtime
 
 
@@ -178,13 +177,13 @@ def recommend(args) -> pd.DataFrame:
                       disable=not sys.stderr.isatty()):
         rows = known[start:start + args.batch_users]
         scores, items = score_batch(model, encoded[rows], positive, everything, n_items, allowed, args.topk, device)
-        frames.append(_rows(raw_users[rows], items.cpu().numpy(), scores.cpu().numpy(), raw_items, "model"))
+        frames.append(recommendation_rows(raw_users[rows], items.cpu().numpy(), scores.cpu().numpy(), raw_items, "model"))
     fallback = np.flatnonzero(~has_history)
     if len(fallback):
         popularity = np.where(allowed.cpu().numpy(), counts, -np.inf).astype(np.float64)
         best = np.argsort(-popularity, kind="stable")[: args.topk]
-        frame = _rows(raw_users[fallback], np.tile(best, (len(fallback), 1)), np.tile(popularity[best], (len(fallback), 1)),
-                      raw_items, "popularity")
+        frame = recommendation_rows(raw_users[fallback], np.tile(best, (len(fallback), 1)),
+                                    np.tile(popularity[best], (len(fallback), 1)), raw_items, "popularity")
         frames.append(frame.rename(columns={"score": "train_count"}))
         unseen = int((encoded[fallback] < 0).sum())
         names = ", ".join(map(str, raw_users[fallback][:5])) + ("..." if len(fallback) > 5 else "")
@@ -199,34 +198,8 @@ def recommend(args) -> pd.DataFrame:
     return frame
 
 
-def _rows(users, items, scores, raw_items, source) -> pd.DataFrame:
-    """One row per (user, rank); excluded items (score -inf) are dropped, never padded in."""
-    k = items.shape[1]
-    frame = pd.DataFrame({"user": np.repeat(users, k), "rank": np.tile(np.arange(1, k + 1), len(users)),
-                          "item": raw_items[items.ravel()], "score": scores.ravel(), "source": source})
-    return frame[np.isfinite(frame["score"])]
-
-
-def write(frame: pd.DataFrame, output: Path) -> None:
-    if output.suffix not in (".csv", ".parquet"):
-        raise UserError(f"--output {output}: use a .csv or .parquet file name")
-    with atomic_file(output) as tmp:
-        if output.suffix == ".parquet":
-            frame.astype({"user": str, "item": str}).to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-
-
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        frame = recommend(args)
-        write(frame, args.output)
-    except UserError as exc:
-        return print_error(exc)
-    print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
-                      "popularity_fallback_users": int(frame.loc[frame["source"] == "popularity", "user"].nunique())}))
-    return 0
+    return run_cli(parser().parse_args(argv), recommend)
 
 
 if __name__ == "__main__":
