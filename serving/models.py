@@ -18,6 +18,8 @@ the workflow has never seen (`training.recommend --users` refuses it instead).
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from contract.errors import UserError
@@ -26,7 +28,7 @@ from training.recommend import Recommender
 MODEL, POPULARITY = b"model", b"popularity"
 
 
-class _Batched:
+class _Batched(ABC):
     """Answers the rows of every request handed over at once, then splits the answer per request."""
 
     inputs: tuple[str, ...] = ()
@@ -43,8 +45,9 @@ class _Batched:
         parts = {name: np.split(values, bounds) for name, values in answer.items()}
         return [{name: parts[name][i] for name in answer} for i in range(len(requests))]
 
+    @abstractmethod
     def answer(self, *columns: list[bytes]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Outputs for the concatenated rows of all requests (one row per input row)."""
 
     def counts(self) -> dict[str, int]:
         return {"requests": self.requests, "executions": self.executions, "rows": self.rows}
