@@ -31,7 +31,10 @@ def machine() -> dict:
                                 cwd=ROOT).stdout.strip()
     except OSError:
         commit = "unknown"
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+    from training.precision import cpu_has_native_bf16
+
+    return {"cpu": model, "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "commit": commit or "unknown"}
 
 

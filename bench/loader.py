@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from contract.feature_spec import FeatureSpec
 from training.data.pairs import TrainStream
-from training.models.neumf import NeuMF
 from training.runtime import Runtime
 
 from .common import save
@@ -66,23 +64,6 @@ def dataloader(spec, data: Rows, batch: int, budget_s: float, per_item: bool) ->
     return rows_per_s((_negatives(u, i, spec.item_cardinality) for u, i in loader), budget_s)
 
 
-def step_seconds(spec, batch: int, steps: int = 3) -> float:
-    """One fp32 training step of the DLE architecture at this batch size, for the loader's share."""
-    model = NeuMF(spec.user_cardinality, spec.item_cardinality, 64, (256, 256, 128, 64), 0.0)
-    opt = torch.optim.Adam(model.parameters())
-    users = torch.randint(0, spec.user_cardinality, (batch,))
-    items = torch.randint(0, spec.item_cardinality, (batch,))
-    labels = torch.rand(batch).round()
-    times = []
-    for _ in range(steps):
-        begin = time.perf_counter()
-        torch.nn.functional.binary_cross_entropy_with_logits(model(users, items), labels).backward()
-        opt.step()
-        opt.zero_grad()
-        times.append(time.perf_counter() - begin)
-    return float(np.median(times))
-
-
 def run(quick: bool) -> list:
     spec = FeatureSpec.from_yaml(prepared("ml-20m"))
     data = Rows(spec)
@@ -94,7 +75,6 @@ def run(quick: bool) -> list:
                "batch_sampler": dataloader(spec, data, batch, budget, per_item=False),
                "per_item": dataloader(spec, data, batch, min(budget, 4.0), per_item=True)}
         row["speedup_vs_per_item"] = row["ours"] / row["per_item"]
-        row["loader_share_of_step"] = (batch / row["ours"]) / (batch / row["ours"] + step_seconds(spec, batch))
         results.append(row)
     save("loader", {"quick": quick, "negatives": NEGATIVES, "results": results})
     return results

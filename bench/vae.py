@@ -19,15 +19,6 @@ def prepared():
     return target
 
 
-def _native_bf16() -> bool:
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _summary(result: dict) -> dict:
     return json.loads(result["stdout"].strip().splitlines()[-1])
 
@@ -52,7 +43,7 @@ def run(quick: bool) -> dict:
                "pop_recall@20": ours[0]["pop_recall@20"], "pop_recall@50": ours[0]["pop_recall@50"]}
     save("vae", {"quick": quick, "epochs": epochs, "seeds": list(seeds), "min_rating": MIN_RATING,
                  "train_users": stats["train_users"], "heldout_users": stats["heldout_users"],
-                 "items": stats["train_items"], "native_bf16": _native_bf16(),
+                 "items": stats["train_items"],
                  "load_average": [load_before, round(os.getloadavg()[0], 2)],
                  "results": results})
     return results

@@ -102,8 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be positive")
     if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1):
         p.error("--beta1 and --beta2 must be in [0, 1)")
-    if min(args.layers) < 1 or args.layers[0] % 2:
-        p.error("--layers: sizes must be positive and the first even (it is the user and item vectors side by side)")
+    if min(args.layers) < 1 or args.layers[0] % 2 or len(args.layers) < 2:
+        p.error("--layers: at least two sizes, all positive, the first even (it is the user and item vectors "
+                "side by side)")
     if args.l2 < 0:
         p.error("--l2 must not be negative")
     if not 0 <= args.dropout < 1:

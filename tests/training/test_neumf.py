@@ -12,14 +12,39 @@ def test_scores_one_logit_per_pair(variant):
     model = NeuMF(50, 40, mf_dim=8, mlp_layer_sizes=(16, 8, 4), dropout=0.2, variant=variant)
     out = model(torch.randint(0, 50, (33,)), torch.randint(0, 40, (33,)))
     assert out.shape == (33,)
-    assert hasattr(model, "mf_user_embed") == (variant != "mlp")
-    assert hasattr(model, "mlp") == (variant != "gmf")
+    names = set(model.state_dict())
+    assert ("mf_user_embed.weight" in names) == ("mf_item_embed.weight" in names) == (variant != "mlp")
+    assert ("mlp_user_embed.weight" in names) == ("mlp.0.weight" in names) == (variant != "gmf")
+
+
+@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
+def test_scores_as_deeplearningexamples_model_does_from_its_state_dict(variant):
+    """DLE's NeuMF, written out: four tables, cat, Linear+ReLU, final Linear over cat(GMF, MLP).
+    GMF factors (8) and the MLP half (6) differ, so a table split at the wrong column shows."""
+    torch.manual_seed(0)
+    model = NeuMF(50, 40, mf_dim=8, mlp_layer_sizes=(12, 8, 4), dropout=0.0, variant=variant)
+    w = model.state_dict()
+    users, items = torch.randint(0, 50, (64,)), torch.randint(0, 40, (64,))
+    heads = []
+    if variant != "mlp":
+        heads.append(w["mf_user_embed.weight"][users] * w["mf_item_embed.weight"][items])
+    if variant != "gmf":
+        x = torch.cat([w["mlp_user_embed.weight"][users], w["mlp_item_embed.weight"][items]], dim=1)
+        for i in range(2):
+            x = torch.relu(x @ w[f"mlp.{i}.weight"].T + w[f"mlp.{i}.bias"])
+        heads.append(x)
+    expected = (torch.cat(heads, dim=1) @ w["final.weight"].T + w["final.bias"]).squeeze(-1)
+    assert torch.allclose(model(users, items), expected, atol=1e-6)
+    # and back: a state_dict with DLE's names loads into the same scores
+    fresh = NeuMF(50, 40, mf_dim=8, mlp_layer_sizes=(12, 8, 4), dropout=0.0, variant=variant)
+    fresh.load_state_dict({k: v.clone() for k, v in w.items()})
+    assert torch.equal(fresh(users, items), model(users, items))
 
 
 def test_initialisation_statistics():
     torch.manual_seed(0)
     model = NeuMF(20000, 10000, mf_dim=64, mlp_layer_sizes=(256, 256, 128, 64))
-    emb = model.mf_user_embed.weight
+    emb = model.state_dict()["mf_user_embed.weight"]
     assert abs(emb.mean().item()) < 1e-3 and abs(emb.std().item() - 0.01) < 1e-3
     first = model.mlp[0].weight  # Glorot uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
     limit = math.sqrt(6 / (256 + 256))
@@ -29,9 +54,12 @@ def test_initialisation_statistics():
     assert final.abs().max().item() <= math.sqrt(3 / (64 + 64))
 
 
-def test_rejects_odd_first_layer():
+def test_rejects_odd_first_layer_and_an_mlp_without_layers():
     with pytest.raises(ValueError, match="even"):
         NeuMF(5, 5, mlp_layer_sizes=(15, 8))
+    with pytest.raises(ValueError, match="two layer sizes"):
+        NeuMF(5, 5, mlp_layer_sizes=(16,))
+    NeuMF(5, 5, mlp_layer_sizes=(2,), variant="gmf")  # a GMF has no MLP to size
 
 
 def test_cpu_dropout_keeps_the_expectation_and_rate():
@@ -52,10 +80,11 @@ def test_cpu_dropout_keeps_the_expectation_and_rate():
 def test_embedding_penalty_is_the_batch_mean_of_the_used_rows_squared_norms():
     model = NeuMF(5, 6, mf_dim=3, mlp_layer_sizes=(4, 2), dropout=0.0)
     users, items = torch.tensor([0, 2, 2]), torch.tensor([5, 1, 1])
-    expected = sum((table.weight[ids] ** 2).sum() / 3 for table, ids in (
-        (model.mf_user_embed, users), (model.mf_item_embed, items),
-        (model.mlp_user_embed, users), (model.mlp_item_embed, items)))
+    w = model.state_dict()
+    expected = sum((w[table][ids] ** 2).sum() / 3 for table, ids in (
+        ("mf_user_embed.weight", users), ("mf_item_embed.weight", items),
+        ("mlp_user_embed.weight", users), ("mlp_item_embed.weight", items)))
     assert torch.allclose(model.embedding_penalty(users, items), expected)
     # rows no batch uses get no gradient from it
     model.embedding_penalty(users, items).backward()
-    assert model.mf_user_embed.weight.grad[[1, 3, 4]].abs().sum() == 0
+    assert model.user_embed.grad[[1, 3, 4]].abs().sum() == 0 and model.user_embed.grad[[0, 2]].abs().sum() > 0

@@ -23,11 +23,11 @@ from contract.feature_spec import FeatureSpec
 
 from ..runtime import Runtime
 from ..seeds import epoch_seed
+from .merlin_loader import without_busy_wait
 
 # A CSR batch is built every step; torch warns once per process that CSR support is "beta".
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-MATERIALISED_PARTS = 8
-LOADER_PUT_WAIT_S = 0.05  # train lists in fewer files than ranks are rewritten into this many (or one per rank)
+MATERIALISED_PARTS = 8  # train lists in fewer files than ranks are rewritten into this many (or one per rank)
 
 
 def multi_hot(offsets: torch.Tensor, items: torch.Tensor, n_items: int) -> torch.Tensor:
@@ -144,13 +144,8 @@ class ListStream:
         dataset.schema = dataset.schema.select_by_name([self.item])  # the user ids are not needed to train
         shared = epoch_seed(self.seed, epoch)
         device = self.runtime.device.index if self.runtime.device.type == "cuda" else "cpu"
-        loader = Loader(dataset, batch_size=self.users_per_rank, shuffle=True, seed_fn=lambda: shared,
-                        global_size=self.runtime.world, global_rank=self.runtime.rank, device=device)
-        # The loader's thread waits for room in its one-chunk queue with put(timeout=1e-6) in a loop: a busy
-        # wait that took a core and the GIL from the training step (4.3k -> 7k users/s at ml-1m size). A
-        # longer timeout still wakes as soon as a slot frees; it only delays noticing stop().
-        loader._buff.put_wait = LOADER_PUT_WAIT_S
-        return loader
+        return without_busy_wait(Loader(dataset, batch_size=self.users_per_rank, shuffle=True, seed_fn=lambda: shared,
+                        global_size=self.runtime.world, global_rank=self.runtime.rank, device=device))
 
     def epoch(self, epoch: int, max_steps: int | None = None):
         """Yield (users x items) CSR batches on the device, values 1.0."""

@@ -13,6 +13,7 @@ from contract.feature_spec import FeatureSpec
 
 from ..runtime import Runtime
 from ..seeds import epoch_seed
+from .merlin_loader import without_busy_wait
 
 # BYO layouts other than one parquet chunk are rewritten once into this many parquet parts.
 MATERIALISED_PARTS = 8
@@ -62,10 +63,10 @@ class TrainStream:
         order = np.random.default_rng(epoch_seed(self.seed, epoch)).permutation(len(self.files))
         dataset = nvt.Dataset([self.files[i] for i in order], engine="parquet", cpu=self.runtime.nvtabular_cpu)
         shared = epoch_seed(self.seed, epoch)
-        loader = TorchAsyncItr(
+        loader = without_busy_wait(TorchAsyncItr(
             dataset, cats=self.features[:2], labels=[self.features[2]], batch_size=self.positives_per_rank,
             shuffle=True, seed_fn=lambda: shared, global_size=self.runtime.world, global_rank=self.runtime.rank,
-        )
+        ))
         if self.runtime.device.type == "cuda":
             # TorchAsyncItr drops its `device` argument and would build every rank's batches on GPU 0.
             loader.device = self.runtime.device.index

@@ -37,8 +37,16 @@ def glorot_uniform_(layer: nn.Linear) -> None:
 class NeuMF(nn.Module):
     """Scores (user, item) pairs with logits.
 
-    GMF branch: user ⊙ item factor vectors. MLP branch: concatenated user and item
-    vectors through ReLU layers with dropout. The final Linear sees both branches.
+    GMF branch: user ⊙ item factor vectors. MLP branch: user and item vectors through ReLU layers
+    with dropout. The final Linear sees both branches.
+
+    Laid out for speed, computed as DeepLearningExamples' model: one embedding table per side holds
+    both branches' vectors side by side (GMF factors, then the MLP half), so a batch is one lookup and
+    one gradient scatter per side; the first MLP layer and the final layer multiply their inputs' parts
+    by the matching slices of their weights and add, instead of concatenating the inputs first.
+    `state_dict()` keeps DeepLearningExamples' names and shapes (mf_user_embed.weight, ...,
+    mlp.0.weight, final.weight), so checkpoints read and write as before; `state_dict(keep_vars=True)`
+    names the live parameters as they are (user_embed, item_embed).
     """
 
     def __init__(self, nb_users: int, nb_items: int, mf_dim: int = 64, mlp_layer_sizes=(256, 256, 128, 64),
@@ -46,54 +54,83 @@ class NeuMF(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown model variant {variant!r}; choose from {VARIANTS}")
-        if mlp_layer_sizes[0] % 2:
-            raise ValueError("the first MLP layer size must be even (it is user + item vectors)")
         self.variant = variant
         self.use_mf = variant in ("neumf", "gmf")
         self.use_mlp = variant in ("neumf", "mlp")
+        if self.use_mlp and len(mlp_layer_sizes) < 2:
+            raise ValueError("the MLP needs at least two layer sizes (its input and one layer)")
+        if self.use_mlp and mlp_layer_sizes[0] % 2:
+            raise ValueError("the first MLP layer size must be even (it is user + item vectors)")
         self.dropout = dropout
-        final_in = 0
-        if self.use_mf:
-            self.mf_user_embed = nn.Embedding(nb_users, mf_dim)
-            self.mf_item_embed = nn.Embedding(nb_items, mf_dim)
-            final_in += mf_dim
+        self.mf_dim = mf_dim if self.use_mf else 0
+        self.mlp_half = mlp_layer_sizes[0] // 2 if self.use_mlp else 0
+        self.user_embed = nn.Parameter(torch.empty(nb_users, self.mf_dim + self.mlp_half))
+        self.item_embed = nn.Parameter(torch.empty(nb_items, self.mf_dim + self.mlp_half))
         if self.use_mlp:
-            half = mlp_layer_sizes[0] // 2
-            self.mlp_user_embed = nn.Embedding(nb_users, half)
-            self.mlp_item_embed = nn.Embedding(nb_items, half)
             self.mlp = nn.ModuleList(
                 nn.Linear(a, b) for a, b in zip(mlp_layer_sizes[:-1], mlp_layer_sizes[1:])
             )
-            final_in += mlp_layer_sizes[-1]
-        self.final = nn.Linear(final_in, 1)
+        self.final = nn.Linear(self.mf_dim + (mlp_layer_sizes[-1] if self.use_mlp else 0), 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, 0.0, 0.01)
+        nn.init.normal_(self.user_embed, 0.0, 0.01)
+        nn.init.normal_(self.item_embed, 0.0, 0.01)
         if self.use_mlp:
             for layer in self.mlp:
                 glorot_uniform_(layer)
         lecun_uniform_(self.final)
 
     def embedding_penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Mean over the batch of the squared norms of the embedding rows it uses (every table)."""
-        tables = [(self.mf_user_embed, users), (self.mf_item_embed, items)] if self.use_mf else []
-        tables += [(self.mlp_user_embed, users), (self.mlp_item_embed, items)] if self.use_mlp else []
-        return sum(table(ids).pow(2).sum(dim=-1).mean() for table, ids in tables)
+        """Mean over the batch of the squared norms of the embedding rows it uses (both branches)."""
+        return sum(nn.functional.embedding(ids, table).pow(2).sum(dim=-1).mean()
+                   for table, ids in ((self.user_embed, users), (self.item_embed, items)))
+
+    def _branches(self, rows: torch.Tensor) -> tuple:
+        """(GMF part, MLP part) of looked-up rows; None for a branch the variant lacks."""
+        if self.use_mf and self.use_mlp:
+            return rows.split([self.mf_dim, self.mlp_half], dim=-1)
+        return (rows, None) if self.use_mf else (None, rows)
+
+    def _mlp(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        first = self.mlp[0]
+        on_user, on_item = first.weight.split(self.mlp_half, dim=1)  # first(cat(user, item)), without the cat
+        x = torch.relu(nn.functional.linear(user, on_user, first.bias) + nn.functional.linear(item, on_item))
+        x = dropout(x, self.dropout, self.training)
+        for layer in self.mlp[1:]:
+            x = dropout(torch.relu(layer(x)), self.dropout, self.training)
+        return x
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        branches = []
-        if self.use_mf:
-            branches.append(self.mf_user_embed(users) * self.mf_item_embed(items))
-        if self.use_mlp:
-            x = torch.cat([self.mlp_user_embed(users), self.mlp_item_embed(items)], dim=-1)
-            for layer in self.mlp:
-                x = torch.relu(layer(x))
-                x = dropout(x, self.dropout, self.training)
-            branches.append(x)
-        return self.final(torch.cat(branches, dim=-1) if len(branches) > 1 else branches[0]).squeeze(-1)
+        user_mf, user_mlp = self._branches(nn.functional.embedding(users, self.user_embed))
+        item_mf, item_mlp = self._branches(nn.functional.embedding(items, self.item_embed))
+        heads = ([user_mf * item_mf] if self.use_mf else []) + ([self._mlp(user_mlp, item_mlp)] if self.use_mlp else [])
+        weights = self.final.weight.split([head.shape[-1] for head in heads], dim=1)
+        logits = sum(nn.functional.linear(head, weight) for head, weight in zip(heads, weights)) + self.final.bias
+        return logits.squeeze(-1)
+
+    # ---- DeepLearningExamples' state_dict layout ------------------------------------------
+    def _table_names(self, side: str) -> list[str]:
+        return ([f"mf_{side}_embed.weight"] if self.use_mf else []) + ([f"mlp_{side}_embed.weight"] if self.use_mlp else [])
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if keep_vars:  # asked for the live parameters (exporters map them by this), not a checkpoint
+            return
+        for side in ("user", "item"):
+            table = destination.pop(prefix + f"{side}_embed")
+            parts = table.split([width for width in (self.mf_dim, self.mlp_half) if width], dim=1)
+            for name, part in zip(self._table_names(side), parts):
+                destination[prefix + name] = part.contiguous()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        for side in ("user", "item"):
+            names = [prefix + name for name in self._table_names(side)]
+            if all(name in state_dict for name in names):
+                state_dict[prefix + f"{side}_embed"] = torch.cat([state_dict.pop(name) for name in names], dim=1)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
 
 def from_pretrained(gmf: dict, mlp: dict, alpha: float) -> dict:
