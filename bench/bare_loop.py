@@ -7,8 +7,9 @@ the logits, fused Adam, bf16 autocast under --amp. Steps are timed after one war
 
 python -m bench.bare_loop --users 138000 --items 27000 -b 65536 -f 64 --layers 256 256 128 64 [--amp]
 
---project-model runs the same loop with the project's NeuMF (training/models/neumf.py): the project's
-step on in-memory ids, which end-to-end training is compared with to price its data path.
+--project-model runs the same loop with the project's NeuMF (training/models/neumf.py) and host
+memory settings (training/host_memory.py): the project's step on in-memory ids, which end-to-end
+training is compared with to price its data path.
 """
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     torch.manual_seed(0)
     if args.project_model:
+        from training.host_memory import reuse_freed_memory
         from training.models.neumf import NeuMF
 
+        reuse_freed_memory()  # as training's runtime does on CPU
         model = NeuMF(args.users, args.items, args.factors, args.layers, dropout=0.0)
     else:
         model = PlainNeuMF(args.users, args.items, args.factors, args.layers)

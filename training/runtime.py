@@ -1,8 +1,8 @@
 """The runtime of one process, built once: rank, device, DDP backend, precision, loader flags.
 
 Every CPU/GPU decision of training, evaluation and recommend is read from here: CUDA with NCCL
-when a GPU is visible (the process's GPU is LOCAL_RANK), else CPU with gloo; `python -m training`
-without torchrun is a world of one.
+when a GPU is visible (the process's GPU is LOCAL_RANK), else CPU with gloo and host memory kept
+for reuse between steps (host_memory.py); `python -m training` without torchrun is a world of one.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 import torch.distributed as torch_dist
 
 from . import precision
+from .host_memory import reuse_freed_memory
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def start_runtime(amp: bool = False) -> Runtime:
         precision.allow_tf32()
     else:
         device = torch.device("cpu")
+        reuse_freed_memory()
     runtime = Runtime(rank, world, local_rank, device, amp)
     if world > 1:
         torch_dist.init_process_group(runtime.backend)
