@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--only etl,loader,train,scale,accuracy,serving,vae]: run benchmarks, write
+"""python -m bench [--quick] [--only etl,loader,train,inference,scale,accuracy,serving,vae]: run benchmarks, write
 bench/results/*.json and regenerate BENCHMARKS.md."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import argparse
 import sys
 import time
 
-from . import accuracy, etl, loader, report, scale, serving, train, vae
+from . import accuracy, etl, inference, loader, report, scale, serving, train, vae
 
-BENCHMARKS = {"etl": etl, "train": train, "loader": loader, "scale": scale, "accuracy": accuracy, "serving": serving,
-              "vae": vae}
+BENCHMARKS = {"etl": etl, "train": train, "inference": inference, "loader": loader, "scale": scale,
+              "accuracy": accuracy, "serving": serving, "vae": vae}
 
 
 def main(argv=None) -> int:

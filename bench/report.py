@@ -65,6 +65,32 @@ def train_section(p) -> list[str]:
             reached + f"best HR@10 {t['best_hr']:.3f} vs TopPop {t['toppop_hr']:.3f}.", ""]
 
 
+def inference_section(p) -> list[str]:
+    def m(x):
+        return f"{x / 1e6:,.2f}M"
+
+    scoring = [(r["config"], f"{s['batch']:,}", m(s["fp32"]), m(s["bf16"])) for r in p["results"] for s in r["scoring"]]
+    grid = [(r["config"], precision, m(g["pairwise"]), m(g["score_grid"]), f"{g['score_grid'] / g['pairwise']:.1f}×")
+            for r in p["results"] for precision, g in r["all_items"].items()]
+    recommend = []
+    for r in p["results"]:
+        a = r["recommend_all_users"]
+        how = (f"extrapolated: {a['one_user_seconds']:.1f} s for 1 user, {a['users_per_s']:,.0f} users/s over "
+               f"{a['users_timed']:,}" if a["extrapolated"] else "measured")
+        recommend.append((r["config"], f"{r['sizes']['users']:,} × {r['sizes']['items']:,}", f"{a['seconds']:,.0f}", how))
+    return ["## Inference (`bench/inference.py`)", _machine(p), "",
+            "Scoring: the project's NeuMF in eval mode under `torch.inference_mode`, random (user, item) ids, one "
+            "process; bf16 = bf16 autocast. Samples/s:", "",
+            *_table(["model, tables", "batch", "fp32", "bf16"], scoring),
+            f"All items for {p['grid_users']} users at a time (what `recommend` and full ranking do), pairs/s: the "
+            "forward over every (user, item) pair vs `NeuMF.score_grid`, which computes the GMF head as one "
+            "matrix product and the first MLP layer's user and item parts once per user and once per item.", "",
+            *_table(["model, tables", "precision", "pairwise forward", "score_grid", "speed-up"], grid),
+            "`python -m training.recommend --all-users --topk 10` (fp32, default flags), wall seconds including "
+            "start-up and writing the CSV:", "",
+            *_table(["model", "users × items", "seconds", "how"], recommend)]
+
+
 def loader_section(p) -> list[str]:
     rows = [(f"{r['batch']:,}", f"{r['ours'] / 1e6:.2f}M", f"{r['batch_sampler'] / 1e6:.2f}M",
              f"{r['per_item'] / 1e6:.3f}M", f"{r['speedup_vs_per_item']:.0f}×")
@@ -170,9 +196,8 @@ def vae_section(p) -> list[str]:
                       f"{r['pop_recall@50']:.4f}", "", "", "")])]
 
 
-SECTIONS = {"etl": etl_section, "train": train_section, "loader": loader_section, "scale": scale_section,
-            "accuracy": accuracy_section, "serving": serving_section,
-            "vae": vae_section}
+SECTIONS = {"etl": etl_section, "train": train_section, "inference": inference_section, "loader": loader_section,
+            "scale": scale_section, "accuracy": accuracy_section, "serving": serving_section, "vae": vae_section}
 
 
 def write():

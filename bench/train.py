@@ -16,13 +16,14 @@ from contract.feature_spec import FeatureSpec
 
 from .common import DATA, median, python, run_measured, save, synthetic
 
-DLE_ARCH = ["-f", "64", "--layers", "256", "256", "128", "64"]
+DEFAULT_ARCH = {"factors": 32, "layers": [128, 64, 32]}  # python -m training's defaults
+DLE_ARCH = {"factors": 64, "layers": [256, 256, 128, 64]}
 # name -> (rows, users, items): MovieLens-1M-like, and MovieLens-20M table sizes with fewer rows
 # (throughput depends on table sizes and batch shape, not on how many rows an epoch has).
 SIZES = {"ml-1m": (1_000_000, 6_040, 3_700), "ml-20m": (4_000_000, 138_000, 27_000)}
 # row -> (data, architecture flags, batch): the default model with the batch training picks for ml-1m
 # (65,536 rounded down to whole positives x 5), and DLE's model at its ml-1m/ml-20m test batch.
-CONFIGS = {"default model, synthetic ml-1m": ("ml-1m", [], 65535),
+CONFIGS = {"default model, synthetic ml-1m": ("ml-1m", DEFAULT_ARCH, 65535),
            "DLE architecture, ml-20m tables": ("ml-20m", DLE_ARCH, 65536)}
 
 
@@ -35,6 +36,10 @@ def prepared(name: str):
     return target
 
 
+def flags(arch: dict) -> list[str]:
+    return ["-f", str(arch["factors"]), "--layers", *map(str, arch["layers"])]
+
+
 def summary_of(result: dict) -> dict:
     return json.loads(result["stdout"].strip().splitlines()[-1])
 
@@ -43,15 +48,15 @@ def end_to_end(data, arch, batch: int, epochs: int, steps: int | None, amp: list
     """Samples/s over whole epochs, each starting its loader (what a user's run pays)."""
     cap = ["--steps_per_epoch", str(steps)] if steps else []
     result = run_measured(python("-m", "training", "--data", data, "-e", epochs, *cap, "-b", batch, "--no_eval",
-                                 *arch, *amp))
+                                 *flags(arch), *amp))
     return summary_of(result)["train_throughput"]
 
 
 def bare(data, arch, batch: int, steps: int, amp: list, project_model: bool) -> float:
     sizes = FeatureSpec.from_yaml(data).table_sizes
-    flags = ["--project-model"] if project_model else []
+    model = ["--project-model"] if project_model else []
     result = run_measured(python("-m", "bench.bare_loop", "--users", sizes["users"], "--items", sizes["items"],
-                                 "-b", batch, "--steps", steps, *arch, *amp, *flags))
+                                 "-b", batch, "--steps", steps, *flags(arch), *amp, *model))
     return summary_of(result)["train_throughput"]
 
 

@@ -97,7 +97,7 @@ def evaluate_full(model: torch.nn.Module, task: RankingTask, k: int, batch_size:
 
     def score_rows(users):
         with runtime.autocast():
-            return model(users.repeat_interleave(task.n_items), items.repeat(len(users))).view(len(users), -1)
+            return model.score_grid(users, items)
 
     result = _metrics(score_rows, task, k, max(1, batch_size // task.n_items), runtime, "full_")
     model.train(was_training)

@@ -88,7 +88,7 @@ def workflow_of(spec: FeatureSpec, given: Path | None) -> Path:
 def top_items(model, users: torch.Tensor, n_items: int, first_index: int, seen: np.ndarray, k: int) -> tuple:
     """Scores of every item for a batch of users, seen and reserved items masked, then top-k."""
     items = torch.arange(n_items, device=users.device)
-    scores = model(users.repeat_interleave(n_items), items.repeat(len(users))).view(len(users), n_items).float()
+    scores = model.score_grid(users, items).float()
     scores[:, :first_index] = -torch.inf
     keys = users.cpu().numpy()[:, None] * n_items + np.arange(n_items)[None, :]
     lo = np.searchsorted(seen, keys[:, 0])

@@ -88,3 +88,16 @@ def test_embedding_penalty_is_the_batch_mean_of_the_used_rows_squared_norms():
     # rows no batch uses get no gradient from it
     model.embedding_penalty(users, items).backward()
     assert model.user_embed.grad[[1, 3, 4]].abs().sum() == 0 and model.user_embed.grad[[0, 2]].abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
+def test_score_grid_is_forward_over_every_pair(variant, monkeypatch):
+    import training.models.neumf as neumf
+
+    monkeypatch.setattr(neumf, "GRID_PAIRS", 50)  # slices of 2 users x 23 items: the last slice is short
+    torch.manual_seed(0)
+    model = NeuMF(30, 40, mf_dim=8, mlp_layer_sizes=(12, 8, 4), dropout=0.5, variant=variant).eval()
+    users, items = torch.tensor([3, 0, 29, 7, 7]), torch.randperm(40)[:23]
+    grid = model.score_grid(users, items)
+    pairs = model(users.repeat_interleave(len(items)), items.repeat(len(users))).view(len(users), len(items))
+    assert grid.shape == (5, 23) and torch.allclose(grid, pairs, atol=1e-6)

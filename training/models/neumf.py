@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 VARIANTS = ("neumf", "gmf", "mlp")
+GRID_PAIRS = 2**19  # pairs per slice of score_grid's MLP: bounds its activations (DLE model, fp32: 0.5 GB)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -105,9 +106,42 @@ class NeuMF(nn.Module):
         user_mf, user_mlp = self._branches(nn.functional.embedding(users, self.user_embed))
         item_mf, item_mlp = self._branches(nn.functional.embedding(items, self.item_embed))
         heads = ([user_mf * item_mf] if self.use_mf else []) + ([self._mlp(user_mlp, item_mlp)] if self.use_mlp else [])
-        weights = self.final.weight.split([head.shape[-1] for head in heads], dim=1)
-        logits = sum(nn.functional.linear(head, weight) for head, weight in zip(heads, weights)) + self.final.bias
-        return logits.squeeze(-1)
+        return (sum(nn.functional.linear(head, weight) for head, weight in zip(heads, self._final_weights()))
+                + self.final.bias).squeeze(-1)
+
+    def _final_weights(self) -> tuple:
+        """The final layer's weights for the GMF head and the MLP head (the variant's heads, in order)."""
+        widths = (self.mf_dim, self.final.in_features - self.mf_dim)
+        return self.final.weight.split([width for width in widths if width], dim=1)
+
+    def score_grid(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(len(users), len(items)) logits of every pair, as forward() gives them in eval mode (no dropout).
+
+        What depends on one side only is computed once per user and once per item: GMF becomes one
+        matrix product, and the first MLP layer's user part and item part are added per pair instead
+        of multiplying every pair's concatenated vectors. Pairs go through the rest of the MLP in
+        slices of users, so memory stays bounded by GRID_PAIRS pairs.
+        """
+        user_mf, user_mlp = self._branches(nn.functional.embedding(users, self.user_embed))
+        item_mf, item_mlp = self._branches(nn.functional.embedding(items, self.item_embed))
+        weights = self._final_weights()
+        logits = self.final.bias.expand(len(users), len(items))
+        if self.use_mf:
+            logits = logits + nn.functional.linear(user_mf * weights[0], item_mf)
+        if self.use_mlp:
+            first = self.mlp[0]
+            on_user, on_item = first.weight.split(self.mlp_half, dim=1)
+            user_part = nn.functional.linear(user_mlp, on_user, first.bias)
+            item_part = nn.functional.linear(item_mlp, on_item)
+            rows = max(1, GRID_PAIRS // max(len(items), 1))
+            mlp_logits = []
+            for start in range(0, len(users), rows):
+                x = torch.relu(user_part[start:start + rows, None, :] + item_part[None, :, :])
+                for layer in self.mlp[1:]:
+                    x = torch.relu(layer(x))
+                mlp_logits.append(nn.functional.linear(x, weights[-1]).squeeze(-1))
+            logits = logits + torch.cat(mlp_logits)
+        return logits
 
     # ---- DeepLearningExamples' state_dict layout ------------------------------------------
     def _table_names(self, side: str) -> list[str]:
