@@ -49,7 +49,7 @@ def rows_per_s(batches, budget_s: float) -> float:
 def ours(spec, batch: int, budget_s: float) -> float:
     stream = TrainStream(spec, batch // (1 + NEGATIVES), NEGATIVES, Runtime(), seed=0)
     try:
-        return rows_per_s(((u, i) for u, i, _ in stream.epoch(0)), budget_s)
+        return rows_per_s(((i.view(-1), y) for _, i, y in stream.epoch(0)), budget_s)
     finally:
         stream.close()
 

@@ -39,17 +39,19 @@ from .seeds import epoch_seed
 def accumulate_gradients(objective: Objective, batch, micro_batches: int, runtime: Runtime, scaler, no_sync=None):
     """Forward and backward over `micro_batches` slices of one batch; returns the batch's mean loss.
 
-    Each slice's mean loss is weighted by its share of the batch, so the accumulated gradient is
-    the gradient of the whole batch's mean loss. `no_sync` (DDP) skips the all-reduce of all
-    slices but the last.
+    A batch is users (P,) with items and labels (T, P) (a positive and its negatives per column);
+    slices are whole columns. Each slice's mean loss is weighted by its share of the batch, so the
+    accumulated gradient is the gradient of the whole batch's mean loss. `no_sync` (DDP) skips the
+    all-reduce of all slices but the last.
     """
     users, items, labels = batch
     total = torch.zeros((), dtype=torch.float64, device=labels.device)
-    slices = list(zip(users.chunk(micro_batches), items.chunk(micro_batches), labels.chunk(micro_batches)))
+    slices = list(zip(users.chunk(micro_batches), items.chunk(micro_batches, dim=-1),
+                      labels.chunk(micro_batches, dim=-1)))
     for j, (u, i, y) in enumerate(slices):
         last = j == len(slices) - 1
         with (contextlib.nullcontext() if last or no_sync is None else no_sync()), runtime.autocast():
-            loss = objective(u, i, y) * (len(y) / len(labels))
+            loss = objective(u, i, y) * (y.numel() / labels.numel())
         scaler.scale(loss).backward()
         total += loss.detach()
     return total
@@ -171,7 +173,7 @@ class Trainer:
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             steps += 1
-            samples += batch[0].numel()
+            samples += batch[2].numel()
         seconds = time.perf_counter() - begin
         loss_sum, steps_all, samples_all = self.runtime.sum(total_loss.item(), steps, samples)
         return {"loss": loss_sum / max(steps_all, 1), "train_seconds": seconds,

@@ -101,3 +101,14 @@ def test_score_grid_is_forward_over_every_pair(variant, monkeypatch):
     grid = model.score_grid(users, items)
     pairs = model(users.repeat_interleave(len(items)), items.repeat(len(users))).view(len(users), len(items))
     assert grid.shape == (5, 23) and torch.allclose(grid, pairs, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
+def test_items_in_rows_score_against_each_column_user(variant):
+    """users (P,) with items (T, P): the same logits as the flat pairs (users repeated T times)."""
+    torch.manual_seed(0)
+    model = NeuMF(30, 40, mf_dim=8, mlp_layer_sizes=(12, 8, 4), dropout=0.0, variant=variant)
+    users, items = torch.randint(0, 30, (7,)), torch.randint(0, 40, (5, 7))
+    tiled = model(users, items)
+    flat = model(users.repeat(5), items.reshape(-1)).view(5, 7)
+    assert tiled.shape == (5, 7) and torch.allclose(tiled, flat, atol=1e-6)

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
@@ -17,9 +16,13 @@ def test_negatives_are_uniform_on_the_device(prepared):
     stream = TrainStream(spec, positives_per_rank=2048, negatives=4, runtime=Runtime(), seed=0)
     users, items, labels = next(iter(stream.epoch(0)))
     stream.close()
-    assert int(labels.sum()) == 2048 and len(labels) == 5 * 2048 and (labels[2048:] == 0).all()
-    assert torch.equal(users[2048:], users[:2048].repeat(4))
-    neg = items[2048:].double()
+    # a column per positive: its item, then 4 negatives; the user once per column
+    assert users.shape == (2048,) and items.shape == labels.shape == (5, 2048)
+    assert (labels[0] == 1).all() and (labels[1:] == 0).all()
+    train = spec.read("train")
+    pairs = set(zip(train[spec.user_feature], train[spec.item_feature]))
+    assert all((u, i) in pairs for u, i in zip(users.tolist(), items[0].tolist()))  # row 0: real positives
+    neg = items[1:].double()
     card = spec.item_cardinality
     assert neg.min() >= 0 and neg.max() < card
     assert abs(neg.mean().item() - (card - 1) / 2) < 0.05 * card  # mean of U{0..card-1}

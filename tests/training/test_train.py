@@ -85,7 +85,8 @@ def test_accumulated_gradients_equal_the_whole_batch(micro_batches, l2):
     """Slices of unequal size included: the gradient and loss are those of the whole batch's mean loss."""
     torch.manual_seed(0)
     model = NeuMF(30, 20, mf_dim=4, mlp_layer_sizes=(8, 4), dropout=0.0)
-    batch = (torch.randint(0, 30, (50,)), torch.randint(0, 20, (50,)), torch.randint(0, 2, (50,)).float())
+    # 10 positives (columns), each with its item and 4 negatives, as TrainStream yields them
+    batch = (torch.randint(0, 30, (10,)), torch.randint(0, 20, (5, 10)), torch.randint(0, 2, (5, 10)).float())
     runtime, objective = Runtime(), Objective(model, model, l2)
     whole = accumulate_gradients(objective, batch, 1, runtime, runtime.grad_scaler())
     expected = {name: p.grad.clone() for name, p in model.named_parameters()}

@@ -73,7 +73,7 @@ class TrainStream:
         return loader
 
     def epoch(self, epoch: int, max_steps: int | None = None):
-        """Yield (users, items, labels) on the device, positives then their negatives."""
+        """Yield (users, items, labels) on the device: see _with_negatives for their shapes."""
         loader = self._loader(epoch)
         steps = min(self.runtime.max_int(len(loader)), max_steps or 2**62)
         np.random.seed(epoch_seed(self.seed, epoch, self.runtime.rank) % 2**32)  # the loader's row shuffle
@@ -90,14 +90,14 @@ class TrainStream:
             loader.stop()
 
     def _with_negatives(self, features: dict, labels: torch.Tensor, gen: torch.Generator):
+        """users (P,), items (1 + negatives, P), labels likewise: row 0 the positives, each further row a
+        uniform negative for every positive, so a column is one user's samples (the model shares the
+        user's work across it)."""
         device = self.runtime.device
         users = features[self.features[0]].to(device, non_blocking=True).view(-1)
-        items = features[self.features[1]].to(device, non_blocking=True).view(-1)
-        labels = labels.to(device, non_blocking=True).view(-1).float()
-        n = self.negatives * users.numel()
-        neg_items = torch.randint(0, self.item_cardinality, (n,), device=device, generator=gen)
-        return (
-            torch.cat([users, users.repeat(self.negatives)]),
-            torch.cat([items, neg_items]),
-            torch.cat([labels, torch.zeros(n, device=device)]),
-        )
+        items = features[self.features[1]].to(device, non_blocking=True).view(1, -1)
+        labels = labels.to(device, non_blocking=True).view(1, -1).float()
+        neg_items = torch.randint(0, self.item_cardinality, (self.negatives, users.numel()), device=device,
+                                  generator=gen)
+        return (users, torch.cat([items, neg_items]),
+                torch.cat([labels, torch.zeros(self.negatives, users.numel(), device=device)]))

@@ -103,6 +103,11 @@ class NeuMF(nn.Module):
         return x
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of (users[p], items[..., p]): users (P,), items (P,) or (T, P), logits shaped as items.
+
+        With items (T, P), each column is a positive's item and its negatives: they share the user's
+        work (the lookup and the user's part of the first MLP layer), done once per column.
+        """
         user_mf, user_mlp = self._branches(nn.functional.embedding(users, self.user_embed))
         item_mf, item_mlp = self._branches(nn.functional.embedding(items, self.item_embed))
         heads = ([user_mf * item_mf] if self.use_mf else []) + ([self._mlp(user_mlp, item_mlp)] if self.use_mlp else [])
