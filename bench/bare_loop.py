@@ -1,15 +1,17 @@
 """The reference for training throughput: a bare in-memory PyTorch NeuMF loop, written here and not
 with the project's training code, as a user would write it from DeepLearningExamples' NCF.
 
-No loader and no files: uniform random (user, item) ids and labels already in memory, NeuMF as DLE
-writes it (four embedding tables, `cat`, Linear+ReLU layers, final Linear over both branches), BCE on
-the logits, fused Adam, bf16 autocast under --amp. Steps are timed after one warm-up step.
+No loader and no files: uniform random (user, item) ids already in memory (each user with one
+positive and four negatives, as in training), NeuMF as DLE writes it (four embedding tables, `cat`,
+Linear+ReLU layers, final Linear over both branches), BCE on the logits, fused Adam, bf16 autocast
+under --amp. Steps are timed after one warm-up step.
 
 python -m bench.bare_loop --users 138000 --items 27000 -b 65536 -f 64 --layers 256 256 128 64 [--amp]
 
---project-model runs the same loop with the project's NeuMF (training/models/neumf.py) and host
-memory settings (training/host_memory.py): the project's step on in-memory ids, which end-to-end
-training is compared with to price its data path.
+--project-model runs the same loop with the project's NeuMF (training/models/neumf.py), batches in
+the layout TrainStream yields (users (P,), items (5, P)) and the host memory settings
+(training/host_memory.py): the project's step on in-memory ids, which end-to-end training is
+compared with to price its data path.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import time
 
 import torch
 from torch import nn
+
+NEGATIVES = 4
 
 
 class PlainNeuMF(nn.Module):
@@ -59,9 +63,15 @@ def main(argv=None) -> dict:
     else:
         model = PlainNeuMF(args.users, args.items, args.factors, args.layers)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, fused=True)
-    batches = [(torch.randint(0, args.users, (args.batch_size,)), torch.randint(0, args.items, (args.batch_size,)),
-                torch.randint(0, 2, (args.batch_size,)).float()) for _ in range(4)]
-
+    tiles, positives = 1 + NEGATIVES, args.batch_size // (1 + NEGATIVES)
+    batches = []
+    for _ in range(4):  # a positive and NEGATIVES negatives per user, as training samples them
+        users, items = torch.randint(0, args.users, (positives,)), torch.randint(0, args.items, (tiles, positives))
+        labels = torch.zeros(tiles, positives)
+        labels[0] = 1
+        # the project's model takes the stream's layout, (P,) x (T, P); the plain one flat pairs
+        batches.append((users, items, labels) if args.project_model else
+                       (users.repeat(tiles), items.reshape(-1), labels.reshape(-1)))
     def step(users, items, labels):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):
             logits = model(users, items)
@@ -75,7 +85,7 @@ def main(argv=None) -> dict:
     for i in range(args.steps):
         step(*batches[i % len(batches)])
     seconds = time.perf_counter() - begin
-    return {"train_throughput": args.steps * args.batch_size / seconds, "steps": args.steps, "seconds": seconds}
+    return {"train_throughput": args.steps * tiles * positives / seconds, "steps": args.steps, "seconds": seconds}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """NeuMF as committed at REV against the working tree's, the same in-memory training step, interleaved:
 what a change to training/models/neumf.py did to samples/s, apart from the data path.
 
-python -m bench.model_ab --rev 89a6a7f [--repeats 3]
+python -m bench.model_ab --rev 89a6a7f [--repeats 3] [--tiled]
+
+--tiled feeds the working tree's model batches as TrainStream yields them since 3c18301: users (P,)
+with items and labels (1 + 4 negatives, P); the model at REV gets the same samples as flat pairs.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from training.optim import adam
 from .common import ROOT
 from .train import DEFAULT_ARCH, DLE_ARCH
 
+NEGATIVES = 4
+
 # label -> (users, items, architecture, batch, steps)
 CASES = {"default model, ml-1m tables": (6043, 3703, DEFAULT_ARCH, 65535, 20),
          "DLE architecture, ml-20m tables": (138003, 27003, DLE_ARCH, 65536, 8)}
@@ -31,12 +36,18 @@ def model_class_at(rev: str):
     return module.NeuMF
 
 
-def samples_per_s(model_class, users: int, items: int, arch: dict, batch: int, steps: int, bf16: bool) -> float:
+def samples_per_s(model_class, users: int, items: int, arch: dict, batch: int, steps: int, bf16: bool,
+                  tiled: bool = False) -> float:
     torch.manual_seed(0)
     model = model_class(users, items, arch["factors"], arch["layers"], 0.0)
     optimizer = adam(model.parameters(), 1e-3)
-    batches = [(torch.randint(0, users, (batch,)), torch.randint(0, items, (batch,)),
-                torch.randint(0, 2, (batch,)).float()) for _ in range(3)]
+    tiles, positives = 1 + NEGATIVES, batch // (1 + NEGATIVES)
+    batches = []
+    for _ in range(3):
+        u, i = torch.randint(0, users, (positives,)), torch.randint(0, items, (tiles, positives))
+        y = torch.zeros(tiles, positives)
+        y[0] = 1
+        batches.append((u, i, y) if tiled else (u.repeat(tiles), i.reshape(-1), y.reshape(-1)))
 
     def step(u, i, y):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -49,13 +60,14 @@ def samples_per_s(model_class, users: int, items: int, arch: dict, batch: int, s
     begin = time.perf_counter()
     for k in range(steps):
         step(*batches[k % len(batches)])
-    return batch * steps / (time.perf_counter() - begin)
+    return tiles * positives * steps / (time.perf_counter() - begin)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rev", required=True, help="git revision of the model to compare with")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--tiled", action="store_true", help="the working tree's model gets (P,) x (T, P) batches")
     args = p.parse_args(argv)
     before = model_class_at(args.rev)
     for label, (users, items, arch, batch, steps) in CASES.items():
@@ -63,7 +75,7 @@ def main(argv=None) -> None:
             runs = {"before": [], "after": []}
             for _ in range(args.repeats):
                 runs["before"].append(samples_per_s(before, users, items, arch, batch, steps, bf16))
-                runs["after"].append(samples_per_s(NeuMF, users, items, arch, batch, steps, bf16))
+                runs["after"].append(samples_per_s(NeuMF, users, items, arch, batch, steps, bf16, args.tiled))
             b, a = (sorted(v)[len(v) // 2] for v in (runs["before"], runs["after"]))
             print(f"{label}, {'bf16' if bf16 else 'fp32'}: {args.rev} {b / 1e3:,.0f}k, now {a / 1e3:,.0f}k "
                   f"samples/s ({a / b:.2f}x)", flush=True)

@@ -79,7 +79,7 @@ def bind(triton, recommend: RecommendModel, score: ScoreModel, args) -> None:
 def serve(args) -> dict:
     """Run until SIGTERM/SIGINT; returns what was served."""
     check_args(args)
-    rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users)
+    rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users, args.amp)
     recommend, score = RecommendModel(rec, args.topk), ScoreModel(rec)
     say(f"loaded {args.checkpoint} on {rec.device}: {len(rec.user_vocab):,} users, {len(rec.item_vocab):,} items, "
         f"{len(rec.seen):,} seen pairs from {len(rec.specs)} folder(s)")

@@ -26,7 +26,7 @@ from contract.vocabulary import VocabularyIndex, read_vocabulary, vocabulary_fin
 from . import checkpoint
 from .data.popularity import checked_item_counts
 from .models import build_model
-from .runtime import start_runtime
+from .runtime import Runtime, start_runtime
 
 
 def add_recommender_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +37,9 @@ def add_recommender_arguments(p: argparse.ArgumentParser) -> None:
                         "any of them are excluded (all must be encoded by one workflow)")
     p.add_argument("--workflow", type=Path, help="the saved workflow that encoded the data "
                                                   "(default: the one its FeatureSpec records)")
+    p.add_argument("--amp", action="store_true",
+                   help="score under autocast (bf16 on CPU, fp16 on CUDA): about twice as fast where the CPU has "
+                        "native bf16; close scores may swap places")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -120,7 +123,8 @@ class Recommender:
     first use, so a bad request is refused before anything heavy happens.
     """
 
-    def __init__(self, checkpoint_path: Path, data: list[Path], workflow: Path | None = None, batch_users: int = 256):
+    def __init__(self, checkpoint_path: Path, data: list[Path], workflow: Path | None = None, batch_users: int = 256,
+                 amp: bool = False):
         self.specs = history_specs(data)
         self.spec = spec = self.specs[0]
         self.payload = checkpoint.load(checkpoint_path)
@@ -130,7 +134,7 @@ class Recommender:
         self.n_items = spec.item_cardinality
         self.raw_items = np.empty(self.n_items, dtype=object)
         self.raw_items[self.item_vocab.index.to_numpy()] = self.item_vocab.to_numpy()
-        self.batch_users = batch_users
+        self.batch_users, self.amp = batch_users, amp
 
     def check_topk(self, k: int) -> None:
         if not 1 <= k <= len(self.item_vocab):
@@ -145,8 +149,12 @@ class Recommender:
             raise UserError(f"--users: {exc}; this workflow's user ids are integers")
 
     @cached_property
+    def runtime(self) -> Runtime:
+        return start_runtime(self.amp)
+
+    @property
     def device(self) -> torch.device:
-        return start_runtime().device
+        return self.runtime.device
 
     @cached_property
     def model(self) -> torch.nn.Module:
@@ -171,7 +179,8 @@ class Recommender:
         for start in tqdm(range(0, len(encoded), self.batch_users), desc="recommend", unit="batch", file=sys.stderr,
                           disable=not (progress and sys.stderr.isatty())):
             users = torch.from_numpy(encoded[start:start + self.batch_users]).to(self.device)
-            batch_scores, batch_items = top_items(self.model, users, self.n_items, self.spec.first_index, self.seen, k)
+            with self.runtime.autocast():
+                batch_scores, batch_items = top_items(self.model, users, self.n_items, self.spec.first_index, self.seen, k)
             scores.append(batch_scores.cpu().numpy())
             items.append(batch_items.cpu().numpy())
         if not scores:
@@ -187,11 +196,12 @@ class Recommender:
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """The model's logit (float32) for each pair of encoded user and item indices."""
         pairs = (torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(self.device) for ids in (users, items))
-        return self.model(*pairs).float().cpu().numpy()
+        with self.runtime.autocast():
+            return self.model(*pairs).float().cpu().numpy()
 
 
 def recommend(args) -> pd.DataFrame:
-    rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users)
+    rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users, args.amp)
     rec.check_topk(args.topk)
     if args.all_users:  # in the order of the raw ids, not of the vocabulary's frequency order
         by_raw_id = rec.user_vocab.sort_values(kind="stable")

@@ -84,3 +84,19 @@ def test_users_who_have_seen_almost_everything_get_shorter_lists(tmp_path, capsy
     unknown = recs[recs["user"] == 999]
     assert (unknown["source"] == "popularity").all() and unknown["train_count"].notna().all()
     assert "fewer than 4 items" in capsys.readouterr().err
+
+
+def test_amp_scores_in_low_precision_with_nearly_the_same_top_items(prepared, trained):
+    import numpy as np
+    import torch
+
+    from training.recommend import Recommender
+
+    users = np.arange(3, 43)
+    exact_scores, exact_items = Recommender(trained, [prepared]).top(users, 10)
+    fast_scores, fast_items = Recommender(trained, [prepared], amp=True).top(users, 10)
+    fast, exact = torch.from_numpy(fast_scores), torch.from_numpy(exact_scores)
+    assert not torch.allclose(fast, exact, rtol=0, atol=1e-4)  # bf16 arithmetic: scores move ...
+    assert torch.allclose(fast, exact, rtol=0, atol=0.05)  # ... by bf16's rounding, no more
+    shared = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact_items, fast_items)])
+    assert shared > 0.8, shared
