@@ -140,7 +140,11 @@ class Trainer:
             payload = checkpoint.load(path)
             checkpoint.check_fits(payload, path, self.spec.table_sizes, self.arch)
             self.model.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
+            try:
+                self.optimizer.load_state_dict(payload["optimizer"])
+            except ValueError as exc:  # e.g. written before NeuMF kept one embedding table per side
+                raise UserError(f"{path}: its optimizer state does not fit this model's parameters ({exc}); "
+                                "start from its weights with --init_from instead of --resume")
             self.scaler.load_state_dict(payload["scaler"])
             self.start_epoch = payload["meta"]["epoch"] + 1
             self.report.restore(payload["meta"]["report"])

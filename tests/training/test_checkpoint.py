@@ -30,3 +30,15 @@ def test_a_dle_state_dict_loads_where_the_shapes_fit(tmp_path):
     torch.save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
     assert "not of a NeuMF model" in train_fails("--mode", "test", "--data", folder, "-k", "2",
                                                  "--load_checkpoint_path", tmp_path / "other.pth")
+
+
+def test_resume_with_an_optimizer_state_of_another_layout_fails_in_one_line(tmp_path):
+    """A last.pth whose Adam state has other parameters (as before one table per side) is refused."""
+    folder = write_byo_dataset(tmp_path / "byo")
+    train("--data", folder, "-e", "1", *SMALL, "--checkpoint_dir", tmp_path / "ckpt")
+    last = tmp_path / "ckpt" / "last.pth"
+    payload = torch.load(last, weights_only=False)
+    payload["optimizer"] = torch.optim.Adam([torch.zeros(2) for _ in range(9)]).state_dict()
+    torch.save(payload, last)
+    message = train_fails("--data", folder, "-e", "2", *SMALL, "--checkpoint_dir", tmp_path / "ckpt", "--resume")
+    assert "--init_from" in message and "optimizer state" in message
