@@ -23,7 +23,7 @@ from contract.feature_spec import FeatureSpec
 
 from ..runtime import Runtime
 from ..seeds import epoch_seed
-from .merlin_loader import without_busy_wait
+from .merlin_loader import epoch_dataset, equal_steps, without_busy_wait
 
 # A CSR batch is built every step; torch warns once per process that CSR support is "beta".
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -136,32 +136,19 @@ class ListStream:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _loader(self, epoch: int):
-        import nvtabular as nvt
         from merlin.dataloader.torch import Loader
 
-        order = np.random.default_rng(epoch_seed(self.seed, epoch)).permutation(len(self.files))
-        dataset = nvt.Dataset([self.files[i] for i in order], engine="parquet", cpu=self.runtime.nvtabular_cpu)
+        dataset = epoch_dataset(self.files, self.seed, epoch, self.runtime)
         dataset.schema = dataset.schema.select_by_name([self.item])  # the user ids are not needed to train
         shared = epoch_seed(self.seed, epoch)
         device = self.runtime.device.index if self.runtime.device.type == "cuda" else "cpu"
         return without_busy_wait(Loader(dataset, batch_size=self.users_per_rank, shuffle=True, seed_fn=lambda: shared,
-                        global_size=self.runtime.world, global_rank=self.runtime.rank, device=device))
+                                        global_size=self.runtime.world, global_rank=self.runtime.rank, device=device))
 
     def epoch(self, epoch: int, max_steps: int | None = None):
         """Yield (users x items) CSR batches on the device, values 1.0."""
-        loader = self._loader(epoch)
-        steps = min(self.runtime.max_int(len(loader)), max_steps or 2**62)
-        np.random.seed(epoch_seed(self.seed, epoch, self.runtime.rank) % 2**32)  # the loader's row shuffle
-        done = 0
-        try:
-            while done < steps:
-                for features, _ in loader:
-                    yield self.batch(features)
-                    done += 1
-                    if done == steps:
-                        break
-        finally:
-            loader.stop()
+        for features, _ in equal_steps(self._loader(epoch), self.seed, epoch, self.runtime, max_steps):
+            yield self.batch(features)
 
     def batch(self, features: dict) -> torch.Tensor:
         device = self.runtime.device

@@ -13,7 +13,7 @@ from contract.feature_spec import FeatureSpec
 
 from ..runtime import Runtime
 from ..seeds import epoch_seed
-from .merlin_loader import without_busy_wait
+from .merlin_loader import epoch_dataset, equal_steps, without_busy_wait
 
 # BYO layouts other than one parquet chunk are rewritten once into this many parquet parts.
 MATERIALISED_PARTS = 8
@@ -57,15 +57,13 @@ class TrainStream:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _loader(self, epoch: int):
-        import nvtabular as nvt
         from nvtabular.loader.torch import TorchAsyncItr
 
-        order = np.random.default_rng(epoch_seed(self.seed, epoch)).permutation(len(self.files))
-        dataset = nvt.Dataset([self.files[i] for i in order], engine="parquet", cpu=self.runtime.nvtabular_cpu)
         shared = epoch_seed(self.seed, epoch)
         loader = without_busy_wait(TorchAsyncItr(
-            dataset, cats=self.features[:2], labels=[self.features[2]], batch_size=self.positives_per_rank,
-            shuffle=True, seed_fn=lambda: shared, global_size=self.runtime.world, global_rank=self.runtime.rank,
+            epoch_dataset(self.files, self.seed, epoch, self.runtime), cats=self.features[:2],
+            labels=[self.features[2]], batch_size=self.positives_per_rank, shuffle=True, seed_fn=lambda: shared,
+            global_size=self.runtime.world, global_rank=self.runtime.rank,
         ))
         if self.runtime.device.type == "cuda":
             # TorchAsyncItr drops its `device` argument and would build every rank's batches on GPU 0.
@@ -74,20 +72,9 @@ class TrainStream:
 
     def epoch(self, epoch: int, max_steps: int | None = None):
         """Yield (users, items, labels) on the device: see _with_negatives for their shapes."""
-        loader = self._loader(epoch)
-        steps = min(self.runtime.max_int(len(loader)), max_steps or 2**62)
-        np.random.seed(epoch_seed(self.seed, epoch, self.runtime.rank) % 2**32)  # the loader's row shuffle
         gen = torch.Generator(device=self.runtime.device).manual_seed(epoch_seed(self.seed, epoch, self.runtime.rank))
-        done = 0
-        try:
-            while done < steps:
-                for features, labels in loader:
-                    yield self._with_negatives(features, labels, gen)
-                    done += 1
-                    if done == steps:
-                        break
-        finally:
-            loader.stop()
+        for features, labels in equal_steps(self._loader(epoch), self.seed, epoch, self.runtime, max_steps):
+            yield self._with_negatives(features, labels, gen)
 
     def _with_negatives(self, features: dict, labels: torch.Tensor, gen: torch.Generator):
         """users (P,), items (1 + negatives, P), labels likewise: row 0 the positives, each further row a
