@@ -1,14 +1,9 @@
 """The lists stream: Merlin loader batches as CSR on the device, every training user once per epoch, equal
 steps on every rank, held-out users split over ranks, train lists in fewer files than ranks."""
-import json
 
-import pytest
 import torch
-import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 
 from contract.feature_spec import FeatureSpec
-from etl.prepare import PrepareConfig, prepare
 from training.data.lists import ListStream, checked_item_counts, load_heldout
 from training.runtime import Runtime
 
@@ -49,35 +44,6 @@ def test_held_out_users_are_split_over_ranks(prepared_lists):
             for r, user in enumerate(share.users[7 * j:7 * j + 7].tolist()):
                 assert _rows(fold_in)[r] == tuple(sorted(expected[user][0]))
                 assert _rows(target)[r] == tuple(sorted(expected[user][1]))
-
-
-@pytest.fixture(scope="module")
-def uneven(tmp_path_factory, synthetic_raw):
-    """3 partitions over 2 ranks: the loader alone gives rank 0 two partitions and rank 1 one."""
-    root = tmp_path_factory.mktemp("uneven-lists")
-    prepare(PrepareConfig(input=synthetic_raw, output=root / "d", partitions=3, split="users", heldout_users=10,
-                          quiet=True))
-    return root / "d"
-
-
-def _count_steps(rank, world, data, init_file, out_dir):
-    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        stream = ListStream(FeatureSpec.from_yaml(data), 16, Runtime(rank=rank, world=world), seed=0)
-        own = len(stream._loader(0))
-        steps = sum(1 for _ in stream.epoch(0))
-        stream.close()
-        (out_dir / f"{rank}.json").write_text(json.dumps({"own": own, "steps": steps}))
-    finally:
-        torch_dist.destroy_process_group()
-
-
-def test_every_rank_runs_the_longest_shards_steps(uneven, tmp_path):
-    mp.spawn(_count_steps, args=(2, uneven, tmp_path / "init", tmp_path), nprocs=2)
-    counts = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in range(2)]
-    own = [c["own"] for c in counts]
-    assert own[0] != own[1], "the fixture must give the ranks shards of different lengths"
-    assert [c["steps"] for c in counts] == [max(own)] * 2
 
 
 def test_fewer_files_than_ranks_are_rewritten(prepared_lists, tmp_path):

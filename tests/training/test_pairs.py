@@ -1,12 +1,7 @@
 """The pairs stream: real TorchAsyncItr batches, negatives on the device, equal steps on every rank."""
-import json
 
-import pytest
-import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 
 from contract.feature_spec import FeatureSpec
-from etl.prepare import PrepareConfig, prepare
 from training.data.pairs import TrainStream
 from training.runtime import Runtime
 
@@ -32,33 +27,3 @@ def test_max_steps_caps_an_epoch(prepared):
     stream = TrainStream(FeatureSpec.from_yaml(prepared), 256, 1, Runtime(), seed=0)
     assert sum(1 for _ in stream.epoch(0, max_steps=3)) == 3
     stream.close()
-
-
-@pytest.fixture(scope="module")
-def uneven(tmp_path_factory, synthetic_raw):
-    """3 partitions over 2 ranks: the loader alone gives rank 0 two partitions and rank 1 one."""
-    root = tmp_path_factory.mktemp("uneven")
-    prepare(PrepareConfig(input=synthetic_raw, output=root / "d", workflow_dir=root / "w", partitions=3,
-                          negatives=20, quiet=True))
-    return root / "d"
-
-
-def _count_steps(rank, world, data, init_file, out_dir):
-    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        stream = TrainStream(FeatureSpec.from_yaml(data), 256, 1, Runtime(rank=rank, world=world), seed=0)
-        own = len(stream._loader(0))
-        steps = sum(1 for _ in stream.epoch(0))
-        stream.close()
-        (out_dir / f"{rank}.json").write_text(json.dumps({"own": own, "steps": steps}))
-    finally:
-        torch_dist.destroy_process_group()
-
-
-def test_every_rank_runs_the_longest_shards_steps(uneven, tmp_path):
-    """Two real gloo ranks: unequal shards, equal steps (else DDP's all-reduce would hang)."""
-    mp.spawn(_count_steps, args=(2, uneven, tmp_path / "init", tmp_path), nprocs=2)
-    counts = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in range(2)]
-    own = [c["own"] for c in counts]
-    assert own[0] != own[1], "the fixture must give the ranks shards of different lengths"
-    assert [c["steps"] for c in counts] == [max(own)] * 2
