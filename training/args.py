@@ -1,75 +1,108 @@
-"""Command-line flags: DeepLearningExamples' ncf.py names, defaults tuned for ml-1m-sized data on CPU."""
+"""The command line of `python -m training`: one parser for every model family.
+
+Shared concepts have one flag, with DeepLearningExamples' spellings of both NCF and VAE-CF as aliases
+(`-l/--learning_rate/--lr`, `-b/--batch_size/--batch_size_train`, `-k/--topk/--top_results`,
+`--valid_batch_size/--batch_size_validation`, `--l2/--lam`). Where a family has its own default for a
+shared flag, the flag's default is None here and the family fills it in (`Task.defaults`); a family's own
+flags sit in its group, and giving one to another family is refused in one line.
+"""
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
-from .models import MODEL_NAMES
+from contract.errors import UserError
+
+from .tasks import DEFAULT_FOR_LAYOUT, MODEL_NAMES, TASKS, task_for
+from .tasks.base import Task, path
+
+EPILOG = ("Recipes: DLE NCF on ml-20m: -b 1048576 -l 0.0045 --beta1 0.25 --beta2 0.5 --layers 256 256 128 64. "
+          "DLE VAE-CF on ml-20m (GPUs): --model multvae -b 24576 -l 0.004 --beta2 0.9 --total_anneal_steps 15000 "
+          "--anneal_cap 0.1 -e 400 --amp.")
 
 
-def path(text: str) -> Path:
-    """A Path flag; an empty value would silently mean the current directory."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return Path(text)
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in --help, except where there is none to show (a family fills it in, or a switch is off)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
 
 
-def parser() -> argparse.ArgumentParser:
+def per_family(name: str) -> str:
+    """'(default: 10 for neumf, 60 for multvae)' for a shared flag with per-family defaults."""
+    values = [f"{task.defaults[name]} for {DEFAULT_FOR_LAYOUT[task.layout]}" for task in TASKS if name in task.defaults]
+    return f"(default: {', '.join(values)})"
+
+
+def parser() -> tuple[argparse.ArgumentParser, dict[type[Task], list[str]]]:
+    """The parser, and the destinations of each family's own flags."""
     p = argparse.ArgumentParser(
-        prog="python -m training",
-        description="Train or evaluate NeuMF on a dataset described by a FeatureSpec. "
-        "Large-data recipe (DLE, ml-20m): -b 1048576 -l 0.0045 --beta1 0.25 --beta2 0.5 --layers 256 256 128 64",
-    )
+        prog="python -m training", epilog=EPILOG, formatter_class=Help,
+        description="Train or evaluate a recommender on a dataset described by a FeatureSpec. The data's layout "
+                    "picks the family: pairs (etl prepare) -> neumf, lists (etl prepare --split users) -> multvae.")
     p.add_argument("--data", type=path, required=True, help="DATA_DIR holding the feature spec")
     p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
-    p.add_argument("--mode", choices=("train", "test"), default="train")
-    p.add_argument("-e", "--epochs", type=int, default=10)
-    p.add_argument("-b", "--batch_size", type=int,
-                   help="samples per optimizer step over all ranks, negatives included (default: sized to the data, "
-                        "about 64 steps per epoch, between 1,024 and 1,048,576)")
-    p.add_argument("--valid_batch_size", type=int, default=2**18,
-                   help="samples per evaluation forward pass (memory grows with it)")
-    p.add_argument("-f", "--factors", type=int, default=32, help="GMF factors")
-    p.add_argument("--layers", type=int, nargs="+", default=[128, 64, 32], help="MLP layer sizes")
-    p.add_argument("--model", choices=MODEL_NAMES, default="neumf")
-    p.add_argument("-n", "--negative_samples", type=int, default=4, help="negatives per positive")
-    p.add_argument("-l", "--learning_rate", type=float, default=0.005)
-    p.add_argument("-k", "--topk", type=int, default=10, help="K of HR@K and NDCG@K")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threshold", type=float, default=1.0, help="stop once HR@K reaches this")
-    p.add_argument("--beta1", type=float, default=0.9)
-    p.add_argument("--beta2", type=float, default=0.999)
-    p.add_argument("--eps", type=float, default=1e-8)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--l2", type=float, default=0.0,
-                   help="L2 weight on the embedding rows each batch uses (squared norms, batch mean)")
+    p.add_argument("--mode", choices=("train", "test"), default="train", help="train, or evaluate --load_checkpoint_path")
+    p.add_argument("--model", choices=MODEL_NAMES,
+                   help="the family to train (default: the one the data's layout fits: "
+                        + ", ".join(f"{layout} -> {name}" for layout, name in DEFAULT_FOR_LAYOUT.items()) + ")")
+    p.add_argument("-e", "--epochs", type=int, help=per_family("epochs"))
+    p.add_argument("-b", "--batch_size", "--batch_size_train", dest="batch_size", type=int,
+                   help="per optimizer step over all ranks: samples (a positive and its negatives each count) for "
+                        "neumf, gmf, mlp, users for multvae (default: neumf sized to the data, about 64 steps per "
+                        "epoch; multvae 500)")
+    p.add_argument("--valid_batch_size", "--batch_size_validation", dest="valid_batch_size", type=int,
+                   help="per evaluation forward pass: samples for neumf, users for multvae (memory grows with it) "
+                        + per_family("valid_batch_size"))
+    p.add_argument("--layers", type=int, nargs="+",
+                   help="neumf: MLP layer sizes; multvae: encoder sizes, the last the latent size " + per_family("layers"))
+    p.add_argument("-l", "--learning_rate", "--lr", dest="learning_rate", type=float, help=per_family("learning_rate"))
+    p.add_argument("-k", "--topk", "--top_results", dest="topk", type=int,
+                   help="K of HR@K, NDCG@K and Recall@K " + per_family("topk"))
+    p.add_argument("--seed", type=int, default=1, help="every random stream derives from (seed, epoch, rank)")
+    p.add_argument("--threshold", type=float, default=1.0, help="stop once the validation figure that picks the "
+                                                                 "best epoch (neumf HR@K, multvae NDCG@K) reaches this")
+    p.add_argument("--beta1", type=float, default=0.9, help="Adam")
+    p.add_argument("--beta2", type=float, default=0.999, help="Adam")
+    p.add_argument("--eps", type=float, default=1e-8, help="Adam")
+    p.add_argument("--dropout", type=float, help="neumf: MLP dropout; multvae: input dropout " + per_family("dropout"))
+    p.add_argument("--l2", "--lam", dest="l2", type=float,
+                   help="neumf: L2 on the embedding rows each batch uses (squared norms, batch mean); multvae: "
+                        "L2 on the weight matrices " + per_family("l2"))
     p.add_argument("--grads_accumulated", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each epoch (benchmarks, smoke runs)")
-    p.add_argument("--no_eval", action="store_true", help="skip evaluation (throughput benchmarks)")
-    p.add_argument("--eval", choices=("sampled", "full", "both"), default="sampled",
-                   help="test protocol: K among the series' sampled negatives (DLE) each epoch, full ranking "
-                        "against the whole catalogue of the chosen model at the end, or both")
+    p.add_argument("--no_eval", action="store_true",
+                   help="skip evaluation and the default run folder (throughput benchmarks)")
+    p.add_argument("--eval", choices=("sampled", "full", "both"),
+                   help="test protocol: K among each series' sampled negatives (DLE NCF, epochs and test), full "
+                        "ranking of the chosen model against the whole catalogue at the end, or both; multvae ranks "
+                        "the whole catalogue only " + per_family("eval"))
     p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
-    p.add_argument("--checkpoint_dir", type=path, help="write model.pth (best HR) and last.pth here")
+    p.add_argument("--checkpoint_dir", type=path,
+                   help="write model.pth (best validation figure) and last.pth here (default: a new folder under "
+                        "runs/, with the log, unless --log_path is given)")
     p.add_argument("--load_checkpoint_path", type=path,
-                   help="model to evaluate (--mode test), or to start training from (ours or a DLE state_dict)")
+                   help="model to evaluate (--mode test), or to start training from (ours or a DLE NeuMF state_dict)")
     p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pth")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints in --checkpoint_dir and the --log_path of an earlier run")
     p.add_argument("--init_from", type=path, help="start from these weights (e.g. to continue on new data)")
-    p.add_argument("--pretrained_gmf", type=path, help="NeuMF from this GMF checkpoint and --pretrained_mlp")
-    p.add_argument("--pretrained_mlp", type=path, help="NeuMF from this MLP checkpoint and --pretrained_gmf")
-    p.add_argument("--alpha", type=float, default=0.5, help="weight of the GMF head in the pretrained NeuMF")
-    p.add_argument("--pretrain", action="store_true",
-                   help="train GMF, then MLP, then NeuMF from both, under CHECKPOINT_DIR/{gmf,mlp,neumf}")
     p.add_argument("--log_path", type=path, help="JSON lines, one per epoch (a PNG plot is written beside it)")
     p.add_argument("--tensorboard", type=path, help="also write TensorBoard scalars to this folder")
-    return p
+    own = {}
+    for task in TASKS:
+        group = p.add_argument_group(f"{', '.join(task.variants)} only ({task.layout} layout)")
+        before = len(group._group_actions)
+        task.add_arguments(group)
+        own[task] = [action.dest for action in group._group_actions[before:]]
+    return p, own
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    args = parser().parse_args(argv)
-    p = parser()
+    """The flags as given, with the checks that need no data; `for_family` completes them."""
+    p, _ = parser()
+    args = p.parse_args(None if argv is None else [str(a) for a in argv])
     if args.mode == "test" and not args.load_checkpoint_path:
         p.error("--mode test needs --load_checkpoint_path")
     if args.resume and not args.checkpoint_dir:
@@ -80,33 +113,49 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.init_from = args.load_checkpoint_path
     if args.resume and args.init_from:
         p.error("--resume and --init_from are exclusive")
-    if bool(args.pretrained_gmf) != bool(args.pretrained_mlp):
-        p.error("--pretrained_gmf and --pretrained_mlp come together")
-    if args.pretrained_gmf and (args.init_from or args.resume or args.pretrain or args.model != "neumf"):
-        p.error("--pretrained_gmf/--pretrained_mlp build a new NeuMF: not with --init_from, --resume, --pretrain "
-                "or another --model")
-    if args.pretrain and (args.mode != "train" or not args.checkpoint_dir or args.resume or args.init_from
-                          or args.model != "neumf"):
-        p.error("--pretrain trains neumf from scratch in three stages: it needs --checkpoint_dir, and not --resume, "
-                "--init_from or another --model")
-    if not 0 <= args.alpha <= 1:
-        p.error("--alpha must be in [0, 1]")
     if args.resume and args.overwrite:
         p.error("--resume continues the run that --overwrite would replace; give one")
-    for name in ("epochs", "batch_size", "valid_batch_size", "factors", "negative_samples", "topk",
-                 "grads_accumulated"):
+    for name in ("epochs", "batch_size", "valid_batch_size", "topk", "grads_accumulated", "steps_per_epoch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
-    for name in ("learning_rate", "eps"):
-        if not getattr(args, name) > 0:
-            p.error(f"--{name} must be positive")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        p.error("--learning_rate must be positive")
+    if not args.eps > 0:
+        p.error("--eps must be positive")
     if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1):
         p.error("--beta1 and --beta2 must be in [0, 1)")
-    if min(args.layers) < 1 or args.layers[0] % 2 or len(args.layers) < 2:
-        p.error("--layers: at least two sizes, all positive, the first even (it is the user and item vectors "
-                "side by side)")
-    if args.l2 < 0:
+    if args.l2 is not None and args.l2 < 0:
         p.error("--l2 must not be negative")
-    if not 0 <= args.dropout < 1:
+    if args.dropout is not None and not 0 <= args.dropout < 1:
         p.error("--dropout must be in [0, 1)")
     return args
+
+
+def for_family(args: argparse.Namespace, variant: str) -> type[Task]:
+    """Fill in the family's defaults, refuse other families' flags, check the family's flags; its task."""
+    task = task_for(variant)
+    args.model = variant
+    _, own = parser()
+    for other, dests in own.items():
+        for dest in dests if other is not task else ():
+            if getattr(args, dest, None) is not None:
+                raise UserError(f"--{dest} is a flag of {', '.join(other.variants)}; this run is {variant}")
+    for name, value in task.defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, list(value) if isinstance(value, list) else value)
+    if args.eval not in task.protocols:
+        raise UserError(f"--eval {args.eval}: {variant} evaluates with {' or '.join(task.protocols)}")
+
+    def error(message: str):
+        raise UserError(message)
+
+    task.check_args(args, error)
+    if args.mode == "train" and not args.no_eval and not args.checkpoint_dir and not args.log_path:
+        args.checkpoint_dir = default_run_folder(args.data, variant)
+        args.log_path = args.checkpoint_dir / "log.jsonl"
+    return task
+
+
+def default_run_folder(data: Path, variant: str) -> Path:
+    """runs/DATA-NAME/MODEL-YYYYmmdd-HHMMSS: a new folder per run, so nothing earlier is replaced."""
+    return Path("runs") / (data.resolve().name or "data") / f"{variant}-{time.strftime('%Y%m%d-%H%M%S')}"

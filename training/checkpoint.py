@@ -10,7 +10,7 @@ import torch
 from contract.atomic import atomic_file
 from contract.errors import UserError
 
-from .models.neumf import architecture_of
+from .models import architecture_of
 
 BEST = "model.pth"
 LAST = "last.pth"

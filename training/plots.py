@@ -1,26 +1,38 @@
-"""Loss and HR/NDCG per epoch as one PNG."""
+"""One PNG per run, for every family: the training loss (and its parts) per epoch, and the figures that
+pick the best epoch, with the popularity baseline on the same split and the chosen epoch marked."""
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def plot_history(history: list[dict], path: Path, k: int) -> Path:
+def plot_history(history: list[dict], path: Path, report, summary: dict) -> Path:
     # A bare Figure (no pyplot) leaves the caller's matplotlib backend alone, e.g. in a notebook.
     from matplotlib.figure import Figure
 
+    from .report import label
+
+    k, prefix, split = report.args.topk, report.prefix, report.select_on
     epochs = [r["epoch"] for r in history]
     fig = Figure(figsize=(10, 3.6))
     left, right = fig.subplots(1, 2)
-    left.plot(epochs, [r["loss"] for r in history], marker="o")
-    left.set(title="train loss (BCE)", xlabel="epoch")
-    if any("hr" in r for r in history):
-        right.plot(epochs, [r.get("hr") for r in history], marker="o", label=f"HR@{k}")
-        right.plot(epochs, [r.get("ndcg") for r in history], marker="o", label=f"NDCG@{k}")
-    if any("valid_hr" in r for r in history):
-        right.plot(epochs, [r.get("valid_hr") for r in history], marker="o", ls="--", label=f"validation HR@{k}")
-    if any("hr" in r for r in history):
-        right.legend()
-    right.set(title="evaluation (test; validation dashed)", xlabel="epoch")
+    left.plot(epochs, [r["loss"] for r in history], marker="o", label="loss")
+    for part in ("nll", "kl"):
+        if part in history[0]:
+            left.plot(epochs, [r[part] for r in history], marker=".", label=part)
+    left.set(title="training loss", xlabel="epoch")
+    left.legend()
+    for metric in report.task.shown_metrics:
+        if any(prefix + metric in r for r in history):
+            line = right.plot(epochs, [r.get(prefix + metric) for r in history], marker="o", label=label(metric, k))[0]
+            baseline = summary.get(f"toppop_{prefix}{metric}")
+            if baseline is not None:
+                right.axhline(baseline, ls="--", color=line.get_color(), alpha=0.6, label=f"TopPop {label(metric, k)}")
+    if summary.get("best_epoch") is not None and split:
+        right.axvline(summary["best_epoch"], ls=":", color="gray", label=f"chosen epoch {summary['best_epoch']}")
+    right.set(title=f"{split or 'no'} evaluation" + (" (no validation mapping)" if split == "test" else ""),
+              xlabel="epoch")
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

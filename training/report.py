@@ -1,4 +1,10 @@
-"""What a run tells people: a line per epoch, JSON lines, TensorBoard, a plot, a final summary."""
+"""What a run tells people, for every family: timestamped lines, a JSON line per epoch, TensorBoard
+scalars, a plot, and the summary that ends as the last stdout line.
+
+Key names are the same for every family: an epoch record holds `valid_<m>` (or `<m>` when the test split
+picks the epoch, for data without validation), the summary `best_<m>` (test figures of the chosen
+model), `best_valid_<m>`, `toppop_<m>`, `selected_on`, `best_epoch`; `<m>` is hr, ndcg, recall or recall@R.
+"""
 from __future__ import annotations
 
 import json
@@ -10,19 +16,41 @@ from contract.errors import UserError
 from .runtime import Runtime
 
 
-class EpochReport:
-    def __init__(self, args, runtime: Runtime):
-        self.args, self.runtime = args, runtime
+def label(metric: str, k: int) -> str:
+    """hr -> HR@10, recall@20 -> Recall@20, full_hr -> full-ranking HR@10."""
+    if metric.startswith("full_"):
+        return "full-ranking " + label(metric[5:], k)
+    name, _, at = metric.partition("@")
+    return f"{ {'hr': 'HR', 'ndcg': 'NDCG', 'recall': 'Recall'}.get(name, name)}@{at or k}"
+
+
+def figures(metrics: dict, k: int, prefix: str = "") -> str:
+    return "  ".join(f"{prefix}{label(m, k)} {v:.4f}" for m, v in metrics.items()
+                     if isinstance(v, float) and "eval_" not in m)
+
+
+class Report:
+    def __init__(self, args, runtime: Runtime, task):
+        self.args, self.runtime, self.task = args, runtime, task
         self.history: list[dict] = []
-        self.best = {"best_hr": None, "best_ndcg": None, "best_valid_hr": None, "best_valid_ndcg": None,
-                     "best_epoch": None, "time_to_best": None, "selected_on": None}
+        self.best: dict = {"best_epoch": None, "time_to_best": None, "selected_on": None}
         self.elapsed = 0.0
-        self.baseline_metrics: dict = {}
+        self.baselines: dict = {}
+        self.select_on: str | None = None
         self.writer = None
 
     def say(self, message: str) -> None:
         if self.runtime.is_main:  # timestamped: readable in CI logs and nohup runs too
             print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+    @property
+    def prefix(self) -> str:
+        """What the selection split's figures are called in an epoch record."""
+        return "valid_" if self.select_on == "validation" else ""
+
+    @property
+    def key(self) -> str:
+        return self.prefix + self.task.selection_metric
 
     # ---- checkpointed state ------------------------------------------------------------
     def state(self) -> dict:
@@ -30,91 +58,102 @@ class EpochReport:
 
     def restore(self, state: dict) -> None:
         self.history, self.best, self.elapsed = state["history"], state["best"], state["elapsed"]
+        if "chosen_on" in self.best:  # a Mult-VAE checkpoint written before the families shared this report
+            self.best["selected_on"] = self.best.pop("chosen_on")
 
     # ---- events ------------------------------------------------------------------------
-    def baseline(self, metrics: dict) -> None:
-        """TopPop under the sampled (toppop_hr) or the full-ranking protocol (toppop_full_hr)."""
-        self.baseline_metrics.update(metrics)
-        protocol = "full ranking" if "toppop_full_hr" in metrics else "sampled"
-        hr, ndcg = (v for key, v in metrics.items() if key.endswith(("_hr", "_ndcg")))
-        self.say(f"TopPop baseline ({protocol}): HR@{self.args.topk} {hr:.4f}  NDCG@{self.args.topk} {ndcg:.4f}")
-
-    def final(self, metrics: dict) -> None:
-        """Full-ranking figures of the chosen model, added to the summary."""
-        self.best.update({key: value for key, value in metrics.items() if key != "full_eval_seconds"})
-        self.say(f"full ranking of epoch {self.best['best_epoch']}'s model: HR@{self.args.topk} {metrics['full_hr']:.4f}"
-                 f"  NDCG@{self.args.topk} {metrics['full_ndcg']:.4f}  Recall@{self.args.topk} "
-                 f"{metrics['full_recall']:.4f}  ({metrics['full_eval_seconds']:.1f}s)")
+    def baseline(self, split: str, metrics: dict) -> None:
+        where = "valid_" if split == "validation" else ""
+        self.baselines.update({f"toppop_{where}{m}": v for m, v in metrics.items()})
+        self.say(f"TopPop baseline on {split}: {figures(metrics, self.args.topk)}")
 
     def start(self, trainer) -> None:
         params = sum(p.numel() for p in trainer.model.parameters())
-        sizes = trainer.spec.table_sizes
-        self.say(
-            f"training {trainer.arch['variant']} ({params / 1e6:.1f}M parameters) for users/items "
-            f"{sizes['users']:,}/{sizes['items']:,} on {self.runtime.describe()}, from epoch {trainer.start_epoch}"
-        )
+        self.say(f"training {self.task.describe(trainer.model)} ({params / 1e6:.1f}M parameters) on "
+                 f"{self.runtime.describe()}, {self.args.batch_size:,} {self.task.unit} per step, "
+                 f"from epoch {trainer.start_epoch}")
+        if self.select_on:
+            self.say(f"the best epoch is the one with the best {self.select_on} "
+                     f"{label(self.task.selection_metric, self.args.topk)}")
         if self.args.tensorboard and self.runtime.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.args.tensorboard))
-
-    @staticmethod
-    def selection_key(record: dict) -> str:
-        """The best epoch is chosen on validation HR; on test HR only where there is no validation."""
-        return "valid_hr" if "valid_hr" in record else "hr"
+            try:
+                self.writer = SummaryWriter(str(self.args.tensorboard))
+            except OSError as exc:
+                raise UserError(f"cannot write --tensorboard {self.args.tensorboard}: {exc.strerror or exc}")
 
     def add(self, record: dict) -> bool:
         """Record an epoch; True when it is the best so far (or when nothing is evaluated)."""
         self.elapsed += record["train_seconds"] + record.get("eval_seconds", 0.0)
         record = {**record, "elapsed_seconds": self.elapsed}
         self.history.append(record)
-        key = self.selection_key(record)
-        best = self.best["best_valid_hr" if key == "valid_hr" else "best_hr"]
+        key, best = self.key, self.best.get("best_" + self.key)
         improved = key not in record or best is None or record[key] > best
         if improved:
-            self.best = {"best_hr": record.get("hr"), "best_ndcg": record.get("ndcg"),
-                         "best_valid_hr": record.get("valid_hr"), "best_valid_ndcg": record.get("valid_ndcg"),
-                         "best_epoch": record["epoch"], "time_to_best": self.elapsed,
-                         "selected_on": {"valid_hr": "validation", "hr": "test"}[key] if key in record else None}
-        k = self.args.topk
-        metrics = (f"  valid HR@{k} {record['valid_hr']:.4f}" if "valid_hr" in record else "") + \
-            (f"  HR@{k} {record['hr']:.4f}  NDCG@{k} {record['ndcg']:.4f}" if "hr" in record else "")
-        self.say(f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}{metrics}  "
-                 f"train {record['train_throughput'] / 1e3:,.0f}k samples/s  {record['train_seconds']:.1f}s"
-                 + ("  *" if improved and key in record else ""))
+            self.best = {"best_epoch": record["epoch"], "time_to_best": self.elapsed,
+                         "selected_on": self.select_on if key in record else None,
+                         **{f"best_{m}": v for m, v in record.items()
+                            if m.startswith(self.prefix) and is_metric(m.removeprefix(self.prefix))}}
+        parts = "".join(f", {name} {record[name]:.3f}" for name in ("nll", "kl", "beta") if name in record)
+        shown = {m: record[self.prefix + m] for m in self.task.shown_metrics if self.prefix + m in record}
+        where = {"validation": "valid ", "test": "test "}.get(self.select_on, "")
+        self.say(f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}{' (' + parts[2:] + ')' if parts else ''}"
+                 f"  {figures(shown, self.args.topk, where)}  train {_rate(record['train_throughput'])} "
+                 f"{self.task.unit}/s  {record['train_seconds']:.1f}s" + ("  *" if improved and key in record else ""))
         if self.runtime.is_main:
-            if self.args.log_path:
-                try:
-                    self.args.log_path.parent.mkdir(parents=True, exist_ok=True)
-                    with open(self.args.log_path, "a") as log:
-                        log.write(json.dumps(record) + "\n")
-                except OSError as exc:
-                    raise UserError(f"cannot write --log_path {self.args.log_path}: {exc.strerror}")
-            if self.writer:
-                for name in ("loss", "valid_hr", "valid_ndcg", "hr", "ndcg", "train_throughput"):
-                    if name in record:
-                        self.writer.add_scalar(name, record[name], record["epoch"])
-                self.writer.flush()
+            self._log(record)
         return improved
+
+    def _log(self, record: dict) -> None:
+        if self.args.log_path:
+            try:
+                self.args.log_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.args.log_path, "a") as log:
+                    log.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                raise UserError(f"cannot write --log_path {self.args.log_path}: {exc.strerror}")
+        if self.writer:
+            for name, value in record.items():
+                if name != "epoch" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(name, value, record["epoch"])
+            self.writer.flush()
+
+    def final(self, metrics: dict) -> None:
+        """Test figures of the chosen model: `best_<m>`, and the other protocols' `full_<m>` as they are."""
+        self.best.update({(m if m.startswith("full_") else f"best_{m}"): v for m, v in metrics.items()
+                          if "eval_" not in m})
+        self.say(f"test figures of epoch {self.best['best_epoch']}'s model: {figures(metrics, self.args.topk)}")
 
     def summary(self) -> dict:
         runs = self.history
         out = {
             **self.best,
+            "model": self.args.model,
             "epochs": len(runs),
             "final_loss": runs[-1]["loss"] if runs else None,
             "train_throughput": _mean(r["train_throughput"] for r in runs),
             "eval_throughput": _mean(r["eval_throughput"] for r in runs if "eval_throughput" in r),
-            **self.baseline_metrics,
+            **self.baselines,
             "k": self.args.topk,
         }
+        if self.runtime.is_main and self.args.checkpoint_dir:
+            out["checkpoint_dir"] = str(self.args.checkpoint_dir)
         if self.runtime.is_main and self.args.log_path and runs:
             from .plots import plot_history
 
-            out["plot"] = str(plot_history(runs, self.args.log_path.with_suffix(".png"), self.args.topk))
+            out["plot"] = str(plot_history(runs, self.args.log_path.with_suffix(".png"), self, out))
         if self.writer:
             self.writer.close()
         return out
+
+
+def is_metric(name: str) -> bool:
+    return name.split("@")[0] in ("hr", "ndcg", "recall")
+
+
+def _rate(value: float) -> str:
+    return f"{value / 1e3:,.0f}k" if value >= 1e4 else f"{value:,.0f}"
 
 
 def _mean(values):

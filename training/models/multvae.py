@@ -13,14 +13,10 @@ import math
 import torch
 from torch import nn
 
+from ..sparse import row_ids
+
 VARIANTS = ("multvae",)
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
-
-
-def row_ids(x: torch.Tensor) -> torch.Tensor:
-    """The row of every stored value of a CSR tensor."""
-    crow = x.crow_indices()
-    return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
 
 
 class MultVAE(nn.Module):

@@ -1,0 +1,145 @@
+"""Mult-VAE (DeepLearningExamples' VAE-CF) on the lists layout.
+
+Batches are users' item lists as CSR multi-hot rows; the loss is the negative ELBO with the KL weight
+annealed over optimizer steps (plus --l2 x |W|^2). Evaluation folds in each held-out user's fold-in
+list and ranks the whole catalogue against the target list (`ranking.py`), with the popularity
+baseline on the same users; NDCG@K picks the best epoch, as in Liang et al. and DLE.
+"""
+from __future__ import annotations
+
+import torch
+
+from contract.errors import UserError
+
+from ..data.lists import ListStream, load_heldout
+from ..data.popularity import checked_item_counts
+from ..models.multvae import ACTIVATIONS, VARIANTS, anneal, elbo_loss
+from ..ranking import RankingSet, evaluate_ranking, popularity_scores
+from ..sparse import Lists
+from .base import Task
+
+RECALL_AT = (20, 50)  # DLE VAE-CF's Recall@20 and Recall@50, reported beside the -k figures
+ANNEAL_STEPS, ANNEAL_CAP, ACTIVATION = 2000, 0.2, "tanh"
+
+
+class MultVAETask(Task):
+    variants = VARIANTS
+    layout = "lists"
+    prepare_hint = "`etl prepare --split users`"
+    unit = "users"
+    eval_unit = "users"
+    selection_metric = "ndcg"
+    shown_metrics = ("ndcg", "recall@20", "recall@50")
+    protocols = ("full",)
+    defaults = {"epochs": 60, "learning_rate": 0.001, "layers": [600, 200], "dropout": 0.5, "topk": 100,
+                "valid_batch_size": 2000, "batch_size": 500, "l2": 0.0, "eval": "full"}
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--total_anneal_steps", type=int,
+                           help=f"optimizer steps over which the KL weight grows linearly from 0 to --anneal_cap "
+                                f"(default: {ANNEAL_STEPS})")
+        group.add_argument("--anneal_cap", type=float, help=f"largest KL weight, beta (default: {ANNEAL_CAP})")
+        group.add_argument("--activation", choices=tuple(ACTIVATIONS), help=f"(default: {ACTIVATION})")
+
+    @classmethod
+    def check_args(cls, args, error) -> None:
+        if args.total_anneal_steps is None:
+            args.total_anneal_steps = ANNEAL_STEPS
+        if args.anneal_cap is None:
+            args.anneal_cap = ANNEAL_CAP
+        args.activation = args.activation or ACTIVATION
+        if args.total_anneal_steps < 0 or args.anneal_cap < 0:
+            error("--total_anneal_steps and --anneal_cap must not be negative")
+        if min(args.layers) < 1:
+            error("--layers: sizes must be positive")
+
+    def __init__(self, args, spec, runtime, say):
+        super().__init__(args, spec, runtime, say)
+        self.counts = torch.from_numpy(checked_item_counts(spec)).to(runtime.device)
+        self.allowed = self.candidates(self.counts, spec.first_index)
+        self._heldout: dict = {}
+
+    def architecture(self) -> dict:
+        return {"variant": "multvae", "dims": list(self.args.layers), "activation": self.args.activation}
+
+    def describe(self, model) -> str:
+        n = self.spec.item_cardinality
+        dims = "-".join(map(str, [n, *model.dims, *reversed(model.dims[:-1]), n]))
+        return f"Mult-VAE {dims}"
+
+    # ---- training ----------------------------------------------------------------------------
+    def batch_per_rank(self) -> int:
+        """-b counts users over all ranks."""
+        per_rank = self.args.batch_size // self.runtime.world
+        if per_rank < 1:
+            raise UserError(f"-b {self.args.batch_size} users is smaller than the {self.runtime.world} ranks")
+        if per_rank * self.runtime.world != self.args.batch_size:
+            self.say(f"note: -b {self.args.batch_size} is rounded down to {per_rank * self.runtime.world} users per "
+                     f"step ({per_rank} per rank)")
+            self.args.batch_size = per_rank * self.runtime.world
+        return per_rank
+
+    def stream(self, per_rank: int) -> ListStream:
+        return ListStream(self.spec, per_rank, self.runtime, self.args.seed)
+
+    def beta(self, step: int) -> float:
+        return anneal(step, self.args.total_anneal_steps, self.args.anneal_cap)
+
+    def loss(self, net, model, x, step):
+        loss, parts = elbo_loss(net, model, x, self.beta(step), self.args.l2)
+        return loss, parts
+
+    def micro_batches(self, x, n: int):
+        """Whole users (CSR rows), each slice weighted by its share of the users (the loss is a mean over users)."""
+        rows = Lists(x.crow_indices(), x.col_indices())
+        bounds = torch.arange(x.shape[0]).chunk(n)
+        return [(rows.rows(int(b[0]), int(b[-1]) + 1, x.shape[1]), len(b) / x.shape[0]) for b in bounds if len(b)]
+
+    def batch_units(self, x) -> int:
+        return x.shape[0]
+
+    def epoch_parts(self, step: int) -> dict:
+        return {"beta": self.beta(step)}
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def heldout(self, split: str) -> RankingSet:
+        if split not in self._heldout:
+            held = load_heldout(self.spec, split, self.runtime)
+            fold_in = Lists(*held.fold_in)
+            self._heldout[split] = RankingSet(held.users, fold_in, fold_in, Lists(*held.target), held.n_items,
+                                              held.total_users)
+        return self._heldout[split]
+
+    def _rank(self, score_users, split: str) -> dict:
+        return evaluate_ranking(score_users, self.heldout(split), self.allowed, self.args.topk,
+                                self.args.valid_batch_size, self.runtime, RECALL_AT)
+
+    def evaluate(self, model, split: str) -> dict:
+        was_training = model.training
+        model.eval()
+
+        def score(users, fold_in):
+            with self.runtime.autocast():
+                return self.score_users(model, users, fold_in)
+
+        result = self._rank(score, split)
+        model.train(was_training)
+        return result
+
+    def baseline(self, split: str) -> dict:
+        result = self._rank(popularity_scores(self.counts), split)
+        return {key: value for key, value in result.items() if not key.startswith("eval_")}
+
+    # ---- all-items scoring -------------------------------------------------------------------
+    @staticmethod
+    def score_users(model, users, fold_in):
+        """Mult-VAE folds in the user's history: the logits of its decoder from the encoded mean."""
+        return model(fold_in)[0]
+
+    @staticmethod
+    def candidates(counts, first_index):
+        """Items some training user has: the decoder has never been asked to rank any other."""
+        mask = counts > 0
+        mask[:first_index] = False
+        return mask

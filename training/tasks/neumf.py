@@ -1,0 +1,229 @@
+"""NeuMF, GMF and MLP (DeepLearningExamples' NCF) on the pairs layout.
+
+Batches are positives with `-n` uniform negatives drawn on the device; the loss is BCE on the logits
+(plus --l2 on the embedding rows the batch uses). Evaluation is DLE's sampled protocol (each series'
+positive among its sampled negatives) on validation and test, and with --eval full|both the chosen
+model's full-catalogue ranking of each test positive against every item its user does not have.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from contract.errors import UserError
+
+from .. import checkpoint
+from ..data.pairs import TrainStream
+from ..data.popularity import checked_item_counts
+from ..data.test_series import load_test_series
+from ..models.neumf import VARIANTS, from_pretrained
+from ..ranking import RankingSet, evaluate_ranking, popularity_scores
+from ..sampled import check_topk, evaluate_popularity, evaluate_series
+from ..sparse import Lists
+from .base import Task, path
+
+# -b by default: about this many steps per epoch whatever the data's size (a fixed -b 65536 suits ml-1m,
+# 75 steps, but leaves ml-100k 8 steps an epoch, too few to learn in 10 epochs); bounded by DLE's ml-20m
+# batch and a floor where per-step overhead dominates. Evidence: bench/accuracy.py (BENCHMARKS.md).
+STEPS_PER_EPOCH = 64
+MIN_BATCH, MAX_BATCH = 2**10, 2**20
+# Mappings whose pairs a user already has in full ranking; test negatives are sampled, so only its positives count.
+KNOWN_MAPPINGS = ("train", "validation", "known")
+
+
+def batch_size_for(train_positives: int, negatives: int) -> int:
+    """Samples per step (negatives included): the power of two nearest to one epoch / STEPS_PER_EPOCH."""
+    per_step = max(train_positives * (1 + negatives) / STEPS_PER_EPOCH, 1.0)
+    return int(min(MAX_BATCH, max(MIN_BATCH, 2 ** round(math.log2(per_step)))))
+
+
+class NeuMFTask(Task):
+    variants = VARIANTS
+    layout = "pairs"
+    prepare_hint = "`etl prepare` (the default --split time)"
+    unit = "samples"
+    eval_unit = "samples"
+    selection_metric = "hr"
+    shown_metrics = ("hr", "ndcg")
+    protocols = ("sampled", "full", "both")
+    defaults = {"epochs": 10, "learning_rate": 0.005, "layers": [128, 64, 32], "dropout": 0.0, "topk": 10,
+                "valid_batch_size": 2**18, "l2": 0.0, "eval": "sampled"}
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("-f", "--factors", type=int, help="GMF factors (default: 32)")
+        group.add_argument("-n", "--negative_samples", type=int, help="negatives per positive (default: 4)")
+        group.add_argument("--pretrained_gmf", type=path, help="NeuMF from this GMF checkpoint and --pretrained_mlp")
+        group.add_argument("--pretrained_mlp", type=path, help="NeuMF from this MLP checkpoint and --pretrained_gmf")
+        group.add_argument("--alpha", type=float, help="weight of the GMF head in the pretrained NeuMF (default: 0.5)")
+        group.add_argument("--pretrain", action="store_true", default=None,
+                           help="train GMF, then MLP, then NeuMF from both, under CHECKPOINT_DIR/{gmf,mlp,neumf}")
+
+    @classmethod
+    def check_args(cls, args, error) -> None:
+        args.factors = 32 if args.factors is None else args.factors
+        args.negative_samples = 4 if args.negative_samples is None else args.negative_samples
+        args.alpha = 0.5 if args.alpha is None else args.alpha
+        args.pretrain = bool(args.pretrain)
+        for name in ("factors", "negative_samples"):
+            if getattr(args, name) < 1:
+                error(f"--{name} must be at least 1")
+        if min(args.layers) < 1 or args.layers[0] % 2 or len(args.layers) < 2:
+            error("--layers: at least two sizes, all positive, the first even (it is the user and item vectors "
+                  "side by side)")
+        if not 0 <= args.alpha <= 1:
+            error("--alpha must be in [0, 1]")
+        if bool(args.pretrained_gmf) != bool(args.pretrained_mlp):
+            error("--pretrained_gmf and --pretrained_mlp come together")
+        if args.pretrained_gmf and (args.init_from or args.resume or args.pretrain or args.model != "neumf"):
+            error("--pretrained_gmf/--pretrained_mlp build a new NeuMF: not with --init_from, --resume, --pretrain "
+                  "or another --model")
+        if args.pretrain and (args.mode != "train" or not args.checkpoint_dir or args.resume or args.init_from
+                              or args.model != "neumf"):
+            error("--pretrain trains neumf from scratch in three stages: it needs --checkpoint_dir, and not --resume, "
+                  "--init_from or another --model")
+
+    def __init__(self, args, spec, runtime, say):
+        super().__init__(args, spec, runtime, say)
+        self.counts = torch.from_numpy(checked_item_counts(spec)).to(runtime.device)
+        self._series: dict = {}
+        self.pretrained = ([checkpoint.load(p) for p in (args.pretrained_gmf, args.pretrained_mlp)]
+                           if getattr(args, "pretrained_gmf", None) else None)
+
+    # ---- model -------------------------------------------------------------------------------
+    def architecture(self) -> dict:
+        if self.pretrained:
+            gmf, mlp = (payload["meta"]["architecture"] for payload in self.pretrained)
+            if (gmf["variant"], mlp["variant"]) != ("gmf", "mlp"):
+                raise UserError(f"--pretrained_gmf/--pretrained_mlp are a {gmf['variant']} and an {mlp['variant']} "
+                                "checkpoint; expected a gmf and an mlp")
+            return {"variant": "neumf", "factors": gmf["factors"], "layers": mlp["layers"]}
+        return {"variant": self.args.model, "factors": self.args.factors, "layers": list(self.args.layers)}
+
+    def initialise(self, model) -> None:
+        if self.pretrained:
+            for payload, where in zip(self.pretrained, (self.args.pretrained_gmf, self.args.pretrained_mlp)):
+                checkpoint.check_fits(payload, where, self.spec.table_sizes)
+            gmf, mlp = (payload["model"] for payload in self.pretrained)
+            model.load_state_dict(from_pretrained(gmf, mlp, self.args.alpha))
+
+    def describe(self, model) -> str:
+        sizes = self.spec.table_sizes
+        return f"{model.variant} for users/items {sizes['users']:,}/{sizes['items']:,}"
+
+    # ---- training ----------------------------------------------------------------------------
+    def batch_per_rank(self) -> int:
+        """-b counts samples (positives and their negatives) over all ranks, as in DLE."""
+        args, world, per_positive = self.args, self.runtime.world, 1 + self.args.negative_samples
+        chosen = args.batch_size is None
+        if chosen:
+            positives = int(self.counts.sum())
+            args.batch_size = batch_size_for(positives, args.negative_samples)
+        per_rank = args.batch_size // (world * per_positive)
+        if per_rank < 1:
+            raise UserError(f"-b {args.batch_size} is too small for {world} ranks x {per_positive} samples per positive")
+        used = per_rank * world * per_positive
+        if chosen:
+            args.batch_size = used
+            self.say(f"-b {used} samples chosen for {positives:,} train positives: about "
+                     f"{positives * per_positive / used:.0f} steps per epoch (pass -b to choose)")
+        elif used != args.batch_size:
+            self.say(f"note: -b {args.batch_size} is rounded down to whole positives: {used} samples per step "
+                     f"({per_rank} positives x {per_positive} on each of {world} rank(s))")
+            args.batch_size = used
+        return per_rank
+
+    def stream(self, per_rank: int) -> TrainStream:
+        return TrainStream(self.spec, per_rank, self.args.negative_samples, self.runtime, self.args.seed)
+
+    def loss(self, net, model, batch, step):
+        """BCE on the logits, plus --l2 on the embedding rows the batch uses (not whole tables, as the
+        regularised MF baselines of Rendle et al. 2020, so rare items are not shrunk every step)."""
+        users, items, labels = batch
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(users, items).float(), labels)
+        if self.args.l2:
+            loss = loss + self.args.l2 * model.embedding_penalty(users, items).float()
+        return loss, {}
+
+    def micro_batches(self, batch, n: int):
+        """Whole columns (a positive and its negatives), each slice weighted by its share of the samples."""
+        users, items, labels = batch
+        return [((u, i, y), y.numel() / labels.numel())
+                for u, i, y in zip(users.chunk(n), items.chunk(n, dim=-1), labels.chunk(n, dim=-1))]
+
+    def batch_units(self, batch) -> int:
+        return batch[2].numel()
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def series(self, split: str):
+        if split not in self._series:
+            check_topk(self.args.topk, self.spec)
+            self._series[split] = load_test_series(self.spec, self.runtime, split)
+        return self._series[split]
+
+    def evaluate(self, model, split: str) -> dict:
+        if self.args.eval == "full" and split == "test":
+            return {}  # only the full-ranking protocol was asked for
+        was_training = model.training
+        model.eval()
+        result = evaluate_series(model, self.series(split), self.args.topk, self.args.valid_batch_size, self.runtime)
+        model.train(was_training)
+        return result
+
+    def baseline(self, split: str) -> dict:
+        result = {} if self.args.eval == "full" and split == "test" else \
+            evaluate_popularity(self.counts, self.series(split), self.args.topk, self.runtime)
+        if split == "test" and self.args.eval != "sampled":
+            full = evaluate_ranking(popularity_scores(self.counts), self.ranking_set(), self.candidates(
+                self.counts, self.spec.first_index), self.args.topk, 1024, self.runtime)
+            result.update({f"full_{key}": full[key] for key in ("hr", "ndcg")})
+        return result
+
+    def extra_test(self, model) -> dict:
+        if self.args.eval == "sampled":
+            return {}
+        was_training = model.training
+        model.eval()
+        result = evaluate_ranking(lambda users, fold_in: self.score_users_amp(model, users), self.ranking_set(),
+                                  self.candidates(self.counts, self.spec.first_index), self.args.topk,
+                                  max(1, self.args.valid_batch_size // self.spec.item_cardinality), self.runtime)
+        model.train(was_training)
+        return {f"full_{key}": value for key, value in result.items() if key != "eval_throughput"}
+
+    def score_users_amp(self, model, users):
+        with self.runtime.autocast():
+            return self.score_users(model, users, None)
+
+    def ranking_set(self) -> RankingSet:
+        """Each test positive against the whole catalogue minus what its user has (train, validation, known);
+        this rank's share of the users."""
+        if "ranking" in self._series:
+            return self._series["ranking"]
+        spec, n_items = self.spec, self.spec.item_cardinality
+        test = spec.read("test")
+        test = test[test[spec.label_feature] == 1]
+        users, positives = (test[f].to_numpy(np.int64) for f in (spec.user_feature, spec.item_feature))
+        share = np.array_split(np.arange(len(users)), self.runtime.world)[self.runtime.rank]
+        keys = []
+        for mapping in KNOWN_MAPPINGS:
+            if mapping in spec.source_spec:
+                frame = spec.read(mapping)
+                if mapping == "validation":
+                    frame = frame[frame[spec.label_feature] == 1]
+                keys.append(frame[spec.user_feature].to_numpy(np.int64) * n_items
+                            + frame[spec.item_feature].to_numpy(np.int64))
+        known = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        device = self.runtime.device
+        have = Lists.from_keys(known, users[share], n_items, device)
+        self._series["ranking"] = RankingSet(
+            torch.from_numpy(users[share]).to(device), have, have,
+            Lists.from_numpy(np.arange(len(share) + 1), positives[share], device), n_items, len(users))
+        return self._series["ranking"]
+
+    # ---- all-items scoring -------------------------------------------------------------------
+    @staticmethod
+    def score_users(model, users, fold_in):
+        """NeuMF scores from the user's row alone: the history is what it was trained on."""
+        return model.score_grid(users, torch.arange(model.item_embed.shape[0], device=users.device))
