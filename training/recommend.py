@@ -1,9 +1,12 @@
-"""python -m training.recommend: top-K raw item ids per raw user id from a trained checkpoint.
+"""python -m training.recommend: top-K raw item ids per raw user id from a checkpoint of any family.
 
-Items the user already has are excluded: positives (train and the test positive) and the
-interactions below the positive rule ("known") of every `--data` folder given, e.g. the newer
-data a model was fine-tuned on and the older data it was first trained on. Users the workflow
-has never seen get the most popular items, flagged source=popularity.
+A user's history is every positive they have in any `--data` folder (train, validation and test
+positives of the pairs layout; train lists and held-out fold-in and target lists of the lists layout),
+e.g. the newer data a model was fine-tuned on and the older data it was first trained on. Everything a
+user has (those positives and the interactions below the positive rule, "known") is excluded from their
+list. Families that read a history (Mult-VAE) fold it in; families with a row per user (NeuMF) score
+from that row. Users the model cannot score (unknown to the workflow, or without any history for a
+history-reading family) get the most popular items, flagged source=popularity.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from contract.atomic import atomic_file
+from contract.chunks import read_parquet_lists
 from contract.errors import UserError, print_error
 from contract.feature_spec import FeatureSpec
 from contract.vocabulary import VocabularyIndex, read_vocabulary, vocabulary_fingerprint
@@ -26,15 +30,22 @@ from contract.vocabulary import VocabularyIndex, read_vocabulary, vocabulary_fin
 from . import checkpoint
 from .data.popularity import checked_item_counts
 from .models import build_model
+from .ranking import exclude
 from .runtime import Runtime, start_runtime
+from .sparse import Lists
+from .tasks import check_layout, task_for
+
+# One meaning per column: score is the model's score (empty where source=popularity), popularity the
+# item's train positives (every row).
+COLUMNS = ["user", "rank", "item", "source", "score", "popularity"]
 
 
 def add_recommender_arguments(p: argparse.ArgumentParser) -> None:
-    """--checkpoint, --data, --workflow: what a `Recommender` is built from (here and in `python -m serving`)."""
-    p.add_argument("--checkpoint", type=Path, required=True, help="model.pth or last.pth")
+    """--checkpoint, --data, --workflow, --amp: what a `Recommender` is built from (here and in `python -m serving`)."""
+    p.add_argument("--checkpoint", type=Path, required=True, help="model.pth or last.pth of any family")
     p.add_argument("--data", type=Path, nargs="+", required=True,
-                   help="DATA_DIR [OLDER_DATA_DIR ...]: the first one's FeatureSpec sizes the model; items seen in "
-                        "any of them are excluded (all must be encoded by one workflow)")
+                   help="DATA_DIR [OLDER_DATA_DIR ...]: the first one's FeatureSpec sizes the model (the layout it was "
+                        "trained on); every folder's interactions are the users' history (all encoded by one workflow)")
     p.add_argument("--workflow", type=Path, help="the saved workflow that encoded the data "
                                                   "(default: the one its FeatureSpec records)")
     p.add_argument("--amp", action="store_true",
@@ -43,29 +54,17 @@ def add_recommender_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.recommend", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m training.recommend", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recommender_arguments(p)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--users", help="comma-separated raw user ids")
-    who.add_argument("--all-users", action="store_true")
-    p.add_argument("--topk", type=int, default=10)
+    who.add_argument("--all-users", action="store_true", help="every user the workflow knows, by raw id")
+    p.add_argument("-k", "--topk", type=int, default=10, help="items per user (default: 10)")
     p.add_argument("--output", type=Path, required=True, help=".csv or .parquet")
-    p.add_argument("--batch_users", type=int, default=256, help="users scored per forward pass")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--batch_users", type=int, default=256, help="users scored per forward pass (default: 256)")
     return p
-
-
-def seen_keys(specs: list[FeatureSpec]) -> np.ndarray:
-    """Sorted user * items + item keys of everything the users have: positives and known pairs."""
-    keys = []
-    for spec in specs:
-        for mapping in ("train", "test", "validation", "known"):
-            if mapping in spec.source_spec:
-                frame = spec.read(mapping)
-                if mapping != "known":  # test series hold sampled negatives too
-                    frame = frame[frame[spec.label_feature] == 1]
-                keys.append(frame[spec.user_feature].to_numpy(np.int64) * spec.item_cardinality
-                            + frame[spec.item_feature].to_numpy(np.int64))
-    return np.unique(np.concatenate(keys))
 
 
 def history_specs(folders: list[Path]) -> list[FeatureSpec]:
@@ -87,20 +86,6 @@ def workflow_of(spec: FeatureSpec, given: Path | None) -> Path:
     return spec.workflow_dir
 
 
-@torch.no_grad()
-def top_items(model, users: torch.Tensor, n_items: int, first_index: int, seen: np.ndarray, k: int) -> tuple:
-    """Scores of every item for a batch of users, seen and reserved items masked, then top-k."""
-    items = torch.arange(n_items, device=users.device)
-    scores = model.score_grid(users, items).float()
-    scores[:, :first_index] = -torch.inf
-    keys = users.cpu().numpy()[:, None] * n_items + np.arange(n_items)[None, :]
-    lo = np.searchsorted(seen, keys[:, 0])
-    hi = np.searchsorted(seen, keys[:, -1], side="right")
-    for row, (a, b) in enumerate(zip(lo, hi)):
-        scores[row, torch.from_numpy(seen[a:b] - keys[row, 0])] = -torch.inf
-    return torch.topk(scores, k, dim=1)
-
-
 def load_vocabularies(spec: FeatureSpec, workflow_dir: Path) -> tuple[pd.Series, pd.Series]:
     """The user and item vocabularies of the workflow that encoded `spec`'s data (checked)."""
     files = [spec.vocabulary_file(workflow_dir, f) for f in (spec.user_feature, spec.item_feature)]
@@ -114,13 +99,49 @@ def load_vocabularies(spec: FeatureSpec, workflow_dir: Path) -> tuple[pd.Series,
     return user_vocab, item_vocab
 
 
-class Recommender:
-    """A checkpoint ready to answer raw user ids: its model on the runtime's device, the workflow's
-    vocabularies, what every --data folder says the users have, and the item popularity.
+def interactions(spec: FeatureSpec, mapping: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(users, items, positive) of one mapping as flat pairs, either layout: the pairs layout's test and
+    validation series keep their positive rows only (their negatives are sampled); `known` is below the rule."""
+    if spec.is_lists:
+        features = [spec.fold_in_feature, spec.target_feature] if mapping in ("validation", "test") else [spec.item_feature]
+        users, items = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        for chunk in spec.chunks(mapping):
+            for path in chunk["files"]:
+                data = read_parquet_lists(path, [spec.user_feature, *features])
+                for name in features:
+                    offsets, values = data[name]
+                    users.append(np.repeat(data[spec.user_feature], np.diff(offsets)))
+                    items.append(values)
+        return np.concatenate(users).astype(np.int64), np.concatenate(items).astype(np.int64), mapping != "known"
+    frame = spec.read(mapping)
+    if mapping != "known":
+        frame = frame[frame[spec.label_feature] == 1]
+    return (frame[spec.user_feature].to_numpy(np.int64), frame[spec.item_feature].to_numpy(np.int64),
+            mapping != "known")
 
-    `python -m training.recommend` and `python -m serving` both answer through it. The checks
-    (data, checkpoint, workflow) run on construction; the model, history and popularity load on
-    first use, so a bad request is refused before anything heavy happens.
+
+def histories(specs: list[FeatureSpec], users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique user * items + item keys of `users`' positives, and of everything they have."""
+    n_items = specs[0].item_cardinality
+    positive, everything = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for spec in specs:
+        for mapping in spec.source_spec:
+            u, i, is_positive = interactions(spec, mapping)
+            mine = np.isin(u, users)
+            keys = u[mine] * n_items + i[mine]
+            everything.append(keys)
+            if is_positive:
+                positive.append(keys)
+    return np.unique(np.concatenate(positive)), np.unique(np.concatenate(everything))
+
+
+class Recommender:
+    """A checkpoint of any family ready to answer raw user ids: its model on the runtime's device, the
+    workflow's vocabularies, what every --data folder says the users have, and the item popularity.
+
+    `python -m training.recommend` and `python -m serving` both answer through it. The checks (data,
+    checkpoint, layout, workflow) run on construction; the model, histories and popularity load on first
+    use, so a bad request is refused before anything heavy happens.
     """
 
     def __init__(self, checkpoint_path: Path, data: list[Path], workflow: Path | None = None, batch_users: int = 256,
@@ -128,6 +149,9 @@ class Recommender:
         self.specs = history_specs(data)
         self.spec = spec = self.specs[0]
         self.payload = checkpoint.load(checkpoint_path)
+        self.variant = self.payload["meta"]["architecture"]["variant"]
+        self.task = task_for(self.variant)
+        check_layout(self.task, self.variant, spec, f"checkpoint {checkpoint_path}")
         checkpoint.check_fits(self.payload, checkpoint_path, spec.table_sizes)
         self.user_vocab, self.item_vocab = load_vocabularies(spec, workflow_of(spec, workflow))
         self.users, self.items = VocabularyIndex(self.user_vocab), VocabularyIndex(self.item_vocab)
@@ -163,41 +187,67 @@ class Recommender:
         return model
 
     @cached_property
-    def seen(self) -> np.ndarray:
-        return seen_keys(self.specs)
+    def counts(self) -> np.ndarray:
+        """Train positives per item index."""
+        return checked_item_counts(self.spec)
 
     @cached_property
-    def popularity(self) -> np.ndarray:
-        """Train interactions per item index, -inf on the reserved indices."""
-        popularity = checked_item_counts(self.spec).astype(np.float64)
-        popularity[:self.spec.first_index] = -np.inf
-        return popularity
+    def allowed(self) -> torch.Tensor:
+        """Items this family recommends (reserved indices never)."""
+        return self.task.candidates(torch.from_numpy(self.counts), self.spec.first_index).to(self.device)
+
+    @cached_property
+    def _history(self) -> tuple[np.ndarray, np.ndarray]:
+        return histories(self.specs, np.arange(self.spec.table_sizes["users"]))
+
+    def scorable(self, encoded: np.ndarray) -> np.ndarray:
+        """Which encoded users the model scores: known to the workflow and, for families that fold in a
+        history, with at least one positive in --data."""
+        known = encoded >= 0
+        if self.task.needs_history:
+            known &= np.isin(encoded, self._history[0] // self.n_items)
+        return known
 
     def top(self, encoded: np.ndarray, k: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, items), each (users, k), for known encoded users; items they have score -inf."""
+        """(scores, items), each (users, k), for scorable encoded users; items they have score -inf."""
+        positive, everything = self._history
         scores, items = [], []
         for start in tqdm(range(0, len(encoded), self.batch_users), desc="recommend", unit="batch", file=sys.stderr,
                           disable=not (progress and sys.stderr.isatty())):
-            users = torch.from_numpy(encoded[start:start + self.batch_users]).to(self.device)
-            with self.runtime.autocast():
-                batch_scores, batch_items = top_items(self.model, users, self.n_items, self.spec.first_index, self.seen, k)
+            users = encoded[start:start + self.batch_users]
+            batch_scores, batch_items = self._top(users, positive, everything, k)
             scores.append(batch_scores.cpu().numpy())
             items.append(batch_items.cpu().numpy())
         if not scores:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         return np.concatenate(scores), np.concatenate(items)
 
+    @torch.no_grad()
+    def _top(self, users: np.ndarray, positive: np.ndarray, everything: np.ndarray, k: int):
+        n = len(users)
+        fold_in = Lists.from_keys(positive, users, self.n_items, self.device).rows(0, n, self.n_items)
+        seen = Lists.from_keys(everything, users, self.n_items, self.device).rows(0, n, self.n_items)
+        with self.runtime.autocast():
+            scores = self.task.score_users(self.model, torch.from_numpy(users).to(self.device), fold_in)
+        return torch.topk(exclude(scores.float().clone(), seen, self.allowed), min(k, self.n_items), dim=1)
+
     def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(train counts, items) of the k most popular items: what unknown users get."""
-        best = np.argsort(-self.popularity, kind="stable")[:k]
-        return self.popularity[best], best
+        """(train positives, items) of the k most popular items: what users the model cannot score get."""
+        popularity = np.where(self.allowed.cpu().numpy(), self.counts, -np.inf).astype(np.float64)
+        best = np.argsort(-popularity, kind="stable")[:k]
+        return popularity[best], best
 
     @torch.no_grad()
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """The model's logit (float32) for each pair of encoded user and item indices."""
-        pairs = (torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(self.device) for ids in (users, items))
+        """The model's score (float32) for each pair of encoded user and item indices."""
+        users, items = (torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(self.device) for ids in (users, items))
         with self.runtime.autocast():
-            return self.model(*pairs).float().cpu().numpy()
+            return self.task.score_pairs(self.model, users, items, self._fold_in).float().cpu().numpy()
+
+    def _fold_in(self, users: torch.Tensor) -> torch.Tensor:
+        """The users' positives as a CSR multi-hot (for families that fold in a history)."""
+        return Lists.from_keys(self._history[0], users.cpu().numpy(), self.n_items, self.device).rows(
+            0, len(users), self.n_items)
 
 
 def recommend(args) -> pd.DataFrame:
@@ -209,21 +259,23 @@ def recommend(args) -> pd.DataFrame:
     else:
         raw_users = [u.strip() for u in args.users.split(",") if u.strip()]
         encoded = rec.encode_users(raw_users)
-
+    raw_users = np.asarray(raw_users, dtype=object)
     frames = []
-    known = np.flatnonzero(encoded >= 0)
-    if len(known):
-        scores, items = rec.top(encoded[known], args.topk, progress=True)
-        frames.append(recommendation_rows(np.asarray(raw_users, dtype=object)[known], items, scores, rec.raw_items, "model"))
-    unknown = np.flatnonzero(encoded < 0)
-    if len(unknown):
+    scored = rec.scorable(encoded)
+    if scored.any():
+        scores, items = rec.top(encoded[scored], args.topk, progress=True)
+        frames.append(recommendation_rows(raw_users[scored], items, scores, rec, "model"))
+    fallback = np.flatnonzero(~scored)
+    if len(fallback):
         counts, best = rec.popular(args.topk)
-        frames.append(recommendation_rows(np.asarray(raw_users, dtype=object)[unknown], np.tile(best, (len(unknown), 1)),
-                                          np.tile(counts, (len(unknown), 1)), rec.raw_items, "popularity"))
-        frames[-1] = frames[-1].rename(columns={"score": "train_count"})
-        print(f"note: {len(unknown)} unknown user id(s) ({', '.join(map(str, np.asarray(raw_users)[unknown][:5]))}"
-              f"{'...' if len(unknown) > 5 else ''}) got the most popular items (source=popularity)", file=sys.stderr)
-    frame = pd.concat(frames, ignore_index=True).reindex(columns=COLUMNS)
+        frames.append(recommendation_rows(raw_users[fallback], np.tile(best, (len(fallback), 1)),
+                                          np.full((len(fallback), len(best)), np.nan), rec, "popularity"))
+        unseen = int((encoded[fallback] < 0).sum())
+        names = ", ".join(map(str, raw_users[fallback][:5])) + ("..." if len(fallback) > 5 else "")
+        print(f"note: {len(fallback)} user id(s) ({names}) got the most popular items (source=popularity): "
+              f"{unseen} unknown to the workflow" + (f", {len(fallback) - unseen} without positives in --data"
+                                                     if rec.task.needs_history else ""), file=sys.stderr)
+    frame = pd.concat(frames, ignore_index=True)[COLUMNS]
     short = frame[frame["source"] == "model"].groupby("user", sort=False).size()
     short = short[short < args.topk]
     if len(short):
@@ -233,23 +285,26 @@ def recommend(args) -> pd.DataFrame:
     return frame
 
 
-# score: the model's logit (source=model); train_count: the item's train interactions (source=popularity).
-COLUMNS = ["user", "rank", "item", "score", "train_count", "source"]
-
-
-def recommendation_rows(users, items, scores, raw_items, source) -> pd.DataFrame:
+def recommendation_rows(users, items, scores, rec: Recommender, source: str) -> pd.DataFrame:
     """One row per (user, rank); items masked as seen (score -inf) are dropped, never padded in."""
     k = items.shape[1]
     frame = pd.DataFrame({
         "user": np.repeat(users, k), "rank": np.tile(np.arange(1, k + 1), len(users)),
-        "item": raw_items[items.ravel()], "score": scores.ravel(), "source": source,
+        "item": rec.raw_items[items.ravel()], "source": source, "score": scores.ravel().astype(np.float64),
+        "popularity": rec.counts[items.ravel()],
     })
-    return frame[np.isfinite(frame["score"])]
+    return frame[~np.isneginf(frame["score"])]
 
 
-def write(frame: pd.DataFrame, output: Path) -> None:
+def check_output(output: Path, overwrite: bool) -> None:
     if output.suffix not in (".csv", ".parquet"):
         raise UserError(f"--output {output}: use a .csv or .parquet file name")
+    if output.exists() and not overwrite:
+        raise UserError(f"--output {output} exists: pass --overwrite to replace it")
+
+
+def write(frame: pd.DataFrame, output: Path, overwrite: bool) -> None:
+    check_output(output, overwrite)
     with atomic_file(output) as tmp:
         if output.suffix == ".parquet":
             frame.astype({"user": str, "item": str}).to_parquet(tmp, index=False)
@@ -257,20 +312,17 @@ def write(frame: pd.DataFrame, output: Path) -> None:
             frame.to_csv(tmp, index=False)
 
 
-def run_cli(args, produce) -> int:
-    """Recommend with `produce(args)`, write --output atomically, print a JSON summary; 2 on bad input."""
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     try:
-        frame = produce(args)
-        write(frame, args.output)
+        check_output(args.output, args.overwrite)  # before any work
+        frame = recommend(args)
+        write(frame, args.output, args.overwrite)
     except UserError as exc:
         return print_error(exc)
     print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
                       "popularity_fallback_users": int(frame.loc[frame["source"] == "popularity", "user"].nunique())}))
     return 0
-
-
-def main(argv=None) -> int:
-    return run_cli(parser().parse_args(argv), recommend)
 
 
 if __name__ == "__main__":

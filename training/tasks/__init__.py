@@ -27,9 +27,9 @@ def task_for(variant: str) -> type[Task]:
 def check_layout(task: type[Task], variant: str, spec: FeatureSpec, what: str) -> None:
     """One line naming the layout a family needs, when the data holds the other one."""
     if spec.layout != task.layout:
-        raise UserError(f"{what} is {variant}, which needs the {task.layout} layout ({task.prepare_hint}); "
-                        f"{spec.base_directory} holds the {spec.layout} layout, which "
-                        f"{DEFAULT_FOR_LAYOUT[spec.layout]} trains on (--model {DEFAULT_FOR_LAYOUT[spec.layout]})")
+        raise UserError(f"{what} is {variant}, which needs the {task.layout} layout (made by {task.prepare_hint}); "
+                        f"{spec.base_directory} holds the {spec.layout} layout, for "
+                        f"{', '.join(t.variants[0] for t in TASKS if t.layout == spec.layout)}")
 
 
 def model_for(spec: FeatureSpec, model: str | None) -> str:

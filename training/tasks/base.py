@@ -38,6 +38,7 @@ class Task(ABC):
     shown_metrics: ClassVar[tuple[str, ...]]  # figures printed per epoch
     protocols: ClassVar[tuple[str, ...]]     # the --eval values it supports
     defaults: ClassVar[dict[str, Any]]       # its values of the shared flags left unset
+    needs_history: ClassVar[bool] = False    # scores a user from their items (fold-in), not from a user row
 
     def __init__(self, args: argparse.Namespace, spec: FeatureSpec, runtime: Runtime, say: Callable[[str], None]):
         self.args, self.spec, self.runtime, self.say = args, spec, runtime, say
@@ -102,6 +103,14 @@ class Task(ABC):
     @abstractmethod
     def score_users(model: torch.nn.Module, users: torch.Tensor, fold_in: torch.Tensor) -> torch.Tensor:
         """Scores (users x items) of a batch of users; `fold_in` is their history as a CSR multi-hot."""
+
+    @classmethod
+    def score_pairs(cls, model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor,
+                    fold_in: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The score of each (user, item) pair: its entry in the user's all-items scores. `fold_in(users)`
+        gives the users' history as a CSR multi-hot."""
+        unique, row = torch.unique(users, return_inverse=True)
+        return cls.score_users(model, unique, fold_in(unique))[row, items]
 
     @staticmethod
     def candidates(counts: torch.Tensor, first_index: int) -> torch.Tensor:

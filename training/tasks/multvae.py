@@ -31,6 +31,7 @@ class MultVAETask(Task):
     selection_metric = "ndcg"
     shown_metrics = ("ndcg", "recall@20", "recall@50")
     protocols = ("full",)
+    needs_history = True
     defaults = {"epochs": 60, "learning_rate": 0.001, "layers": [600, 200], "dropout": 0.5, "topk": 100,
                 "valid_batch_size": 2000, "batch_size": 500, "l2": 0.0, "eval": "full"}
 

@@ -42,7 +42,7 @@ def batch_size_for(train_positives: int, negatives: int) -> int:
 class NeuMFTask(Task):
     variants = VARIANTS
     layout = "pairs"
-    prepare_hint = "`etl prepare` (the default --split time)"
+    prepare_hint = "`etl prepare`"
     unit = "samples"
     eval_unit = "samples"
     selection_metric = "hr"
@@ -223,6 +223,11 @@ class NeuMFTask(Task):
         return self._series["ranking"]
 
     # ---- all-items scoring -------------------------------------------------------------------
+    @classmethod
+    def score_pairs(cls, model, users, items, fold_in):
+        """One forward pass over the pairs: no all-items grid."""
+        return model(users, items)
+
     @staticmethod
     def score_users(model, users, fold_in):
         """NeuMF scores from the user's row alone: the history is what it was trained on."""
