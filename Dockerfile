@@ -36,6 +36,7 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requir
 COPY Makefile pyproject.toml README.md Dockerfile docker-compose.yml ./
 COPY contract/ contract/
 COPY etl/ etl/
+COPY workflows/ workflows/
 COPY training/ training/
 COPY serving/ serving/
 COPY tests/ tests/
@@ -74,6 +75,7 @@ RUN python -m pip list --format=freeze \
 COPY pyproject.toml README.md ./
 COPY contract/ contract/
 COPY etl/ etl/
+COPY workflows/ workflows/
 COPY training/ training/
 COPY serving/ serving/
 COPY notebooks/ notebooks/

@@ -1,11 +1,12 @@
 """`etl prepare --split users`: the lists layout for VAE-CF (one row per user, their items as a list).
 
-raw -> typed parquet -> fit the workflow (Categorify user and item ids, the positive rule as the label,
-then `Groupby` user: items and labels as lists in time order) -> shuffle by user (Groupby never moves
-rows between partitions) -> apply the workflow -> per partition: distinct positives and known items
-(scratch parquet) -> the held-out users (a global choice over one number per user) -> the items
-training users have (a global union) -> per partition: train / validation / test / known lists.
-The rules are in `user_split`; they make the output independent of the partitioning and scheduler.
+raw -> typed parquet -> fit the workflow (workflows/lists.py: Categorify user and item ids, the positive
+rule as the label, then `Groupby` user: items and labels as lists in time order) -> shuffle by user
+(Groupby never moves rows between partitions) -> apply the workflow -> per partition: distinct
+positives and known items (scratch parquet) -> the held-out users (a global choice over one number
+per user) -> the items training users have (a global union) -> per partition: train / validation /
+test / known lists. The rules are in `user_split`; they make the output independent of the
+partitioning and scheduler. Reading, fit-or-apply, saving and stats are `prepare`'s (etl/prepare.py).
 
 DATA_DIR/train/part_*.parquet       user_id, item_id (list): the training users' positives
 DATA_DIR/validation/part_*.parquet  user_id, fold_in (list), target (list): held-out users
@@ -14,57 +15,33 @@ DATA_DIR/known/part_*.parquet       user_id, item_id (list): items rated below t
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from nvtabular import ops
 
-from contract.atomic import atomic_dir
 from contract.chunks import read_parquet_lists
 from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
+from workflows.lists import (
+    ITEM,
+    ITEM_LIST,
+    LABEL_LIST,
+    USER,
+    EncodedKeyGroupby,  # noqa: F401  (workflows saved before it moved pickled it from here)
+    build_lists_workflow,
+)
 
-from .backend import dask_client, resolve_device, to_host
-from .output_spec import encoding_metadata
-from .pipeline import RawInput, stage
+from .backend import to_host
+from .config import PARTITION_MULTIPLE, SCRATCH_FOLDER, Layout, PrepareConfig
 from .progress import StageLog, compute_with_progress
 from .user_split import MIN_POSITIVES, UserLists, choose_heldout, clean, split_users, train_item_counts
-from .workflow import FIRST_ID, build_workflow, load_workflow
+from .workflow import FIRST_ID
 
-USER, ITEM = "user_id", "item_id"
-ITEM_LIST, LABEL_LIST = f"{ITEM}_list", "label_list"  # what the Groupby names its list aggregations
 FOLD_IN, TARGET = "fold_in", "target"
 MAPPINGS = {"train": (ITEM,), "validation": (FOLD_IN, TARGET), "test": (FOLD_IN, TARGET), "known": (ITEM,)}
-
-
-class EncodedKeyGroupby(ops.Groupby):
-    """NVTabular's Groupby, keeping the Categorified user id as its key.
-
-    The stock operator declares its key columns as dependencies, so the key is taken from the
-    workflow's input (the raw id) instead of from Categorify's output.
-    """
-
-    @property
-    def dependencies(self):
-        return []
-
-
-def build_lists_workflow(vocab_dir: Path, min_rating: float | None):
-    """Categorify and the positive rule (the time split's workflow), then items and labels per user in time order."""
-    import nvtabular as nvt
-
-    encoded = build_workflow(vocab_dir, min_rating).output_node
-    # (timestamp, item) makes the order within a user deterministic when timestamps tie or are absent.
-    grouped = encoded >> EncodedKeyGroupby(groupby_cols=[USER], sort_cols=["timestamp", ITEM],
-                                           aggs={ITEM: "list", "label": "list"})
-    return nvt.Workflow(grouped)
 
 
 def list_cardinalities(workflow) -> dict[str, int]:
@@ -140,92 +117,40 @@ def split_partition(path: Path, index: int, out: Path, validation, test, in_trai
     return counts
 
 
-# ---- the command ------------------------------------------------------------------------------
-def prepare_lists(cfg) -> dict:
-    """`etl prepare --split users` (cfg: etl.prepare.PrepareConfig)."""
-    from .prepare import PARTITION_MULTIPLE, WORKFLOW_FOLDER
+# ---- the layout's steps in `prepare` -----------------------------------------------------------
+def split(cfg: PrepareConfig, workflow, dataset, cards: dict, out: Path, client, device: str, log: StageLog):
+    import dask
+    import nvtabular as nvt
 
-    if cfg.split != "users":
-        raise UserError(f"--heldout-users applies to --split users, not --split {cfg.split}"
-                        if cfg.split == "time" else f"unknown --split {cfg.split!r}; choose time or users")
-    log = StageLog(cfg.quiet)
-    device = resolve_device(cfg.device)
-    applied = load_workflow(cfg.workflow) if cfg.workflow is not None else None
-    if applied is not None:
-        _check_lists_workflow(applied, cfg.workflow)
-    raw = RawInput(cfg.input, cfg.format, replace(cfg.columns, timestamp_optional=True))
-    with contextlib.ExitStack() as stack:
-        client = stack.enter_context(dask_client(device, cfg.workers, cfg.scheduler))
-        out = stack.enter_context(atomic_dir(cfg.output, cfg.overwrite))
-        if applied is not None:
-            workflow_dir, workflow_tmp = cfg.workflow, None
-        elif cfg.workflow_dir is None:  # inside the output: replaced with it, never shared by name
-            workflow_dir, workflow_tmp = cfg.output / WORKFLOW_FOLDER, out / WORKFLOW_FOLDER
-        else:
-            workflow_dir = cfg.workflow_dir
-            workflow_tmp = stack.enter_context(atomic_dir(cfg.workflow_dir, cfg.overwrite))
-        scratch = out / "_scratch"
-        with log.stage("read", f"reading {cfg.input} ({cfg.format}) into typed parquet"):
-            dataset, fmt = stage(raw, scratch, device, client, cfg.quiet)
-        if applied is None:
-            with log.stage("fit", "fitting the NVTabular workflow (Categorify user and item ids, positive label, "
-                                  "Groupby user)"):
-                workflow = build_lists_workflow(scratch / "vocab", cfg.min_rating)
-                workflow.fit(dataset)
-        else:
-            workflow = applied
-            log.say(f"[fit] skipped: applying the saved workflow {cfg.workflow}")
-        cards = list_cardinalities(workflow)
-        log.say(f"  users: {cards[USER] - FIRST_ID:,}  items: {cards[ITEM] - FIRST_ID:,} (in the workflow's "
-                "vocabularies)")
-        import dask
-        import nvtabular as nvt
-
-        with log.stage("group", "shuffle by user, Groupby items per user in time order, distinct positives"):
-            ddf = dataset.to_ddf()
-            nparts = cfg.partitions or PARTITION_MULTIPLE * math.ceil(ddf.npartitions / PARTITION_MULTIPLE)
-            by_user = ddf.shuffle(USER, npartitions=nparts, shuffle="disk" if client is None else "tasks")
-            grouped = workflow.transform(nvt.Dataset(by_user, cpu=device == "cpu")).to_ddf()
-            (scratch / "lists").mkdir()
-            parts = [scratch / "lists" / f"part_{i:05d}.parquet" for i in range(grouped.npartitions)]
-            tasks = [dask.delayed(clean_partition)(part, path) for part, path in zip(grouped.to_delayed(), parts)]
-            cleaned = compute_with_progress(*tasks, client=client, quiet=cfg.quiet)
-        with log.stage("split", "held-out users, training items, fold-in/target lists, parquet"):
-            users = np.concatenate([c["users"] for c in cleaned])
-            positives = np.concatenate([c["positives"] for c in cleaned])
-            validation, test = choose_heldout(users, positives, cfg.heldout_users, cfg.seed)
-            counts = compute_with_progress(*[dask.delayed(train_items)(p, validation, test, cards[ITEM]) for p in parts],
-                                           client=client, quiet=True)
-            in_train = np.sum(counts, axis=0) > 0
-            for mapping in MAPPINGS:
-                (out / mapping).mkdir()
-            tasks = [dask.delayed(split_partition)(p, i, out, validation, test, in_train, cfg.seed)
-                     for i, p in enumerate(parts)]
-            written = compute_with_progress(*tasks, client=client, quiet=cfg.quiet)
-        totals = {key: sum(c[key] for c in cleaned) for key in ("interactions", "oov_rows_dropped", "duplicates_dropped")}
-        totals.update({key: sum(c[key] for c in written) for key in written[0]})
-        totals["train_items"] = int(in_train.sum())
-        with log.stage("save", f"saving the workflow to {workflow_dir}" if applied is None else "writing the spec"):
-            if workflow_tmp is not None:
-                workflow.save(str(workflow_tmp))
-            shutil.rmtree(scratch)
-            encoding = encoding_metadata(workflow_dir, cfg.output, saved_at=workflow_tmp)
-            spec = lists_spec(out, cards, encoding)
-            spec.to_yaml(out / "feature_spec.yaml")
-        stats = {
-            "input": str(cfg.input), "format": fmt, "device": device, "layout": "lists",
-            "users": cards[USER] - FIRST_ID, "items": cards[ITEM] - FIRST_ID, "cardinalities": cards, **totals,
-            "heldout_users": len(validation), "min_positives": MIN_POSITIVES, "min_rating": cfg.min_rating,
-            "seed": cfg.seed, "train_partitions": len(spec.source_spec["train"][0]["files"]),
-            "workflow_dir": str(workflow_dir), "workflow_refit": applied is None,
-            "workflow_id": encoding["workflow_id"], "timings_s": {**log.timings, "total": log.total},
-        }
-        (out / "stats.json").write_text(json.dumps(stats, indent=2))
-    _summary(log, cfg, totals)
-    return stats
+    scratch = out / SCRATCH_FOLDER
+    with log.stage("group", "shuffle by user, Groupby items per user in time order, distinct positives"):
+        ddf = dataset.to_ddf()
+        nparts = cfg.partitions or PARTITION_MULTIPLE * math.ceil(ddf.npartitions / PARTITION_MULTIPLE)
+        by_user = ddf.shuffle(USER, npartitions=nparts, shuffle="disk" if client is None else "tasks")
+        grouped = workflow.transform(nvt.Dataset(by_user, cpu=device == "cpu")).to_ddf()
+        (scratch / "lists").mkdir()
+        parts = [scratch / "lists" / f"part_{i:05d}.parquet" for i in range(grouped.npartitions)]
+        tasks = [dask.delayed(clean_partition)(part, path) for part, path in zip(grouped.to_delayed(), parts)]
+        cleaned = compute_with_progress(*tasks, client=client, quiet=cfg.quiet)
+    with log.stage("split", "held-out users, training items, fold-in/target lists, parquet"):
+        users = np.concatenate([c["users"] for c in cleaned])
+        positives = np.concatenate([c["positives"] for c in cleaned])
+        validation, test = choose_heldout(users, positives, cfg.heldout_users, cfg.seed)
+        counts = compute_with_progress(*[dask.delayed(train_items)(p, validation, test, cards[ITEM]) for p in parts],
+                                       client=client, quiet=True)
+        in_train = np.sum(counts, axis=0) > 0
+        for mapping in MAPPINGS:
+            (out / mapping).mkdir()
+        tasks = [dask.delayed(split_partition)(p, i, out, validation, test, in_train, cfg.seed)
+                 for i, p in enumerate(parts)]
+        written = compute_with_progress(*tasks, client=client, quiet=cfg.quiet)
+    totals = {key: sum(c[key] for c in cleaned) for key in ("interactions", "oov_rows_dropped", "duplicates_dropped")}
+    totals.update({key: sum(c[key] for c in written) for key in written[0]})
+    totals["train_items"] = int(in_train.sum())
+    return totals, {"heldout_users": len(validation), "min_positives": MIN_POSITIVES}
 
 
-def lists_spec(directory: Path, cards: dict, encoding: dict) -> FeatureSpec:
+def lists_spec(directory: Path, cards: dict, encoding: dict, cfg: PrepareConfig | None = None) -> FeatureSpec:
     """The FeatureSpec of the lists layout: list features are declared `multivalued: true`."""
     item = {"dtype": "torch.int64", "cardinality": cards[ITEM], "multivalued": True}
     source = {}
@@ -243,7 +168,7 @@ def lists_spec(directory: Path, cards: dict, encoding: dict) -> FeatureSpec:
     )
 
 
-def _summary(log: StageLog, cfg, totals: dict) -> None:
+def _summary(log: StageLog, cfg: PrepareConfig, totals: dict) -> None:
     log.say(
         f"prepared {cfg.output}: {totals['train_users']:,} train users ({totals['train_interactions']:,} positives), "
         f"{totals['validation_users']:,} validation and {totals['test_users']:,} test users (fold-in/target lists), "
@@ -256,7 +181,10 @@ def _summary(log: StageLog, cfg, totals: dict) -> None:
     if totals["heldout_users_dropped"]:
         log.say(f"note: {totals['heldout_users_dropped']:,} held-out user(s) had fewer than 2 items that training "
                 "users have: dropped")
-    if totals["oov_rows_dropped"]:
-        share = totals["oov_rows_dropped"] / totals["interactions"]
-        log.say(f"note: {totals['oov_rows_dropped']:,} rows ({share:.1%}) have a user or item the workflow has never "
-                "seen: dropped (out-of-vocabulary)")
+
+
+LAYOUT = Layout(
+    fitting="Categorify user and item ids, positive label, Groupby user", build=build_lists_workflow,
+    check=_check_lists_workflow, cardinalities=list_cardinalities, split=split, spec=lists_spec, summary=_summary,
+    name="lists", timestamp_optional=True,
+)

@@ -1,52 +1,24 @@
-"""The NVTabular Workflow: encode raw ids with Categorify and label each interaction.
+"""Fitted NVTabular workflows: load, size, fingerprint and describe them (the graphs are in workflows/).
 
-The positive rule lives inside the workflow (the label op), so `prepare` and `transform`, which
-both apply the saved workflow, can never disagree about it. Every interaction is kept and
-encoded: those below the rule (label 0) are not trained on but are still "known" to the user,
-so they are never recommended back nor drawn as test negatives. Only named, importable callables
-go into the graph, so `Workflow.save` pickles them by reference and the saved workflow loads
-on NVTabular releases that refuse lambdas. Loading a workflow runs pickled code: only load
-folders you trust.
+Loading a workflow runs pickled code: only load folders you trust.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from contract.errors import UserError
 from contract.vocabulary import vocabulary_fingerprint
+from workflows.pairs import (
+    ID_COLUMNS,
+    LABEL,
+    RatingAtLeast,  # noqa: F401  (workflows saved before it moved pickled it from here)
+)
 
-ID_COLUMNS = ["user_id", "item_id"]
-LABEL = "label"
 ENCODED_COLUMNS = [*ID_COLUMNS, LABEL, "timestamp", "rating"]
 # NVTabular 23.08 Categorify: 0 = padding, 1 = null, 2 = out-of-vocabulary, real ids from 3.
 # Downstream never imports these: the ETL writes them into the FeatureSpec's metadata.
 OOV_INDEX = 2
 FIRST_ID = 3
-
-
-class RatingAtLeast:
-    """The positive rule as a label: 1.0 where rating >= min_rating (everywhere when it is None)."""
-
-    def __init__(self, min_rating: float | None):
-        self.min_rating = min_rating
-
-    def __call__(self, rating):
-        if self.min_rating is None:
-            return (rating * 0 + 1).astype(np.float32)  # on pandas and cuDF alike
-        return (rating >= self.min_rating).astype(np.float32)
-
-
-def build_workflow(vocab_dir: Path, min_rating: float | None):
-    import nvtabular as nvt
-    from nvtabular import ops
-
-    # out_path keeps vocabularies out of the current directory, where two workflows
-    # would overwrite each other's files (Categorify's default is "./").
-    ids = ID_COLUMNS >> ops.Categorify(out_path=str(vocab_dir), dtype=np.int64)
-    label = ["rating"] >> ops.LambdaOp(RatingAtLeast(min_rating), dtype=np.float32) >> ops.Rename(name=LABEL)
-    return nvt.Workflow(ids + label + ["timestamp", "rating"])
 
 
 def fitted_cardinalities(workflow) -> dict[str, int]:

@@ -79,6 +79,17 @@ def test_saved_workflow_reloads_and_reproduces_the_encoding(prepared, synthetic_
     assert set(zip(train["user_id"], train["item_id"])) <= pairs
 
 
+def test_workflows_saved_before_the_graphs_moved_to_workflows_still_find_their_ops():
+    """Saved workflows pickle their ops by module and name: the ops' former homes in etl keep them."""
+    import etl.lists
+    import etl.workflow
+    import workflows.lists
+    import workflows.pairs
+
+    assert etl.workflow.RatingAtLeast is workflows.pairs.RatingAtLeast
+    assert etl.lists.EncodedKeyGroupby is workflows.lists.EncodedKeyGroupby
+
+
 def test_local_cluster_matches_local_scheduler(tmp_path, synthetic_raw, prepared):
     out = tmp_path / "cluster"
     prepare(PrepareConfig(input=synthetic_raw, output=out, workflow_dir=tmp_path / "wf", negatives=50, seed=5,
