@@ -11,6 +11,12 @@ from etl.synthetic import generate
 from .helpers import run_module
 
 
+@pytest.fixture(autouse=True)
+def _work_in_a_temporary_folder(tmp_path, monkeypatch):
+    """Runs without an output flag write a run folder under ./runs: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def synthetic_raw(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("raw") / "ratings.csv"
@@ -44,3 +50,13 @@ def prepared_lists(tmp_path_factory, synthetic_raw) -> Path:
     prepare(PrepareConfig(input=synthetic_raw, output=root / "data", min_rating=3.5, seed=5, split="users",
                           heldout_users=40, quiet=True))
     return root / "data"
+
+
+@pytest.fixture(scope="session")
+def trained_vae(prepared_lists, tmp_path_factory) -> Path:
+    """A small Mult-VAE trained one epoch on `prepared_lists`: its best checkpoint."""
+    ckpt = tmp_path_factory.mktemp("ckpt_vae")
+    result = run_module("training", "--data", prepared_lists, "-e", "1", "-b", "64", "--layers", "32", "8",
+                        "--checkpoint_dir", ckpt)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return ckpt / "model.pth"

@@ -18,7 +18,7 @@ EXAMPLE = ROOT / "feature_specs" / "byo_csv" / "feature_spec.yaml"
 def run_module(*args, timeout=600, cwd=None, env=None):
     """Run `python -m ...` in a fresh process, as a user would."""
     return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or ROOT, env={**os.environ, **(env or {})})
+                          timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, **(env or {})})
 
 
 def train(*args, timeout=600) -> dict:

@@ -1,19 +1,65 @@
-"""Flags: DLE names, and refusals that would otherwise surprise (an empty path is the current folder)."""
+"""One parser for every family: DLE NCF and VAE-CF spellings, family defaults, refusals in one line."""
 import pytest
 
-from training.args import parse_args
+from contract.errors import UserError
+from training.args import for_family, parse_args, parser
 
 
-def test_dle_flags_parse():
+def test_dle_ncf_flags_parse():
     args = parse_args(["--data", "d", "-e", "3", "-b", "1024", "-f", "8", "--layers", "16", "8", "-n", "2",
                        "-l", "0.01", "-k", "5", "--amp", "--grads_accumulated", "2", "--checkpoint_dir", "c"])
     assert (args.epochs, args.batch_size, args.factors, args.layers, args.topk) == (3, 1024, 8, [16, 8], 5)
     assert args.amp and str(args.checkpoint_dir) == "c"
 
 
+def test_dle_vae_cf_spellings_are_aliases_of_the_shared_flags():
+    args = parse_args(["--data", "d", "--lr", "0.004", "--batch_size_train", "24576", "--batch_size_validation", "99",
+                       "--top_results", "50", "--lam", "0.01", "--total_anneal_steps", "15000", "--anneal_cap", "0.1"])
+    assert (args.learning_rate, args.batch_size, args.valid_batch_size, args.topk, args.l2) == (0.004, 24576, 99, 50, 0.01)
+    for_family(args, "multvae")
+    assert (args.total_anneal_steps, args.anneal_cap, args.epochs, args.layers) == (15000, 0.1, 60, [600, 200])
+
+
+@pytest.mark.parametrize("variant, expected", [
+    ("neumf", {"epochs": 10, "learning_rate": 0.005, "topk": 10, "dropout": 0.0, "layers": [128, 64, 32],
+               "batch_size": None, "factors": 32, "negative_samples": 4, "eval": "sampled"}),
+    ("multvae", {"epochs": 60, "learning_rate": 0.001, "topk": 100, "dropout": 0.5, "layers": [600, 200],
+                 "batch_size": 500, "activation": "tanh", "total_anneal_steps": 2000, "eval": "full"}),
+])
+def test_each_family_fills_in_its_defaults_and_help_shows_them(variant, expected):
+    args = parse_args(["--data", "d", "--no_eval"])
+    for_family(args, variant)
+    assert {key: getattr(args, key) for key in expected} == expected and args.model == variant
+    text = parser()[0].format_help()
+    assert "(default: 10 for neumf, 60 for multvae)" in text and "(default: 0.005 for neumf, 0.001 for multvae)" in text
+
+
+@pytest.mark.parametrize("argv, variant, message", [
+    (["--anneal_cap", "0.1"], "neumf", "--anneal_cap is a flag of multvae; this run is neumf"),
+    (["-f", "8"], "multvae", "--factors is a flag of neumf, gmf, mlp; this run is multvae"),
+    (["--pretrain"], "multvae", "--pretrain is a flag of neumf, gmf, mlp"),
+    (["--eval", "sampled"], "multvae", "--eval sampled: multvae evaluates with full"),
+    (["--layers", "5", "3"], "neumf", "--layers: at least two sizes"),
+    (["--alpha", "1.5"], "neumf", "--alpha must be in [0, 1]"),
+])
+def test_family_flags_are_checked_in_one_line(argv, variant, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        for_family(parse_args(["--data", "d", *argv]), variant)
+
+
+def test_a_run_without_an_output_gets_a_new_run_folder():
+    args = parse_args(["--data", "data/ml-1m"])
+    for_family(args, "neumf")
+    assert args.checkpoint_dir.parent.as_posix() == "runs/ml-1m" and args.checkpoint_dir.name.startswith("neumf-")
+    assert args.log_path == args.checkpoint_dir / "log.jsonl"
+    kept = parse_args(["--data", "d", "--log_path", "x.jsonl"])
+    for_family(kept, "neumf")
+    assert kept.checkpoint_dir is None  # the user chose where the run goes
+
+
 @pytest.mark.parametrize("argv", [["--checkpoint_dir", ""], ["--log_path", " "], ["-e", "0"], ["--dropout", "1"],
-                                  ["--resume"], ["--mode", "test"], ["-l", "-1"], ["--layers", "5", "3"],
-                                  ["--layers", "0"], ["--resume", "--overwrite", "--checkpoint_dir", "c"]])
+                                  ["--resume"], ["--mode", "test"], ["-l", "-1"], ["--layers", "0", "x"],
+                                  ["--resume", "--overwrite", "--checkpoint_dir", "c"], ["--model", "ease"]])
 def test_refused(argv, capsys):
     with pytest.raises(SystemExit) as done:
         parse_args(["--data", "d", *argv])

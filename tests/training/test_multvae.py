@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from contract.errors import UserError
-from training.data.lists import multi_hot
-from training.models import build_list_model, build_model
+from training.models import build_model
 from training.models.multvae import MultVAE, anneal, elbo_loss, kl_divergence, multinomial_nll
+from training.models.neumf import NeuMF
+from training.sparse import multi_hot
 
 
 def batch(rows=6, items=20, seed=0):
@@ -88,11 +89,9 @@ def test_gradients_reach_every_weight():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-def test_the_two_registries_refuse_each_others_models():
-    vae = {"variant": "multvae", "dims": [16, 4], "activation": "tanh"}
+def test_one_registry_builds_every_family_and_names_the_unknown():
     sizes = {"users": 10, "items": 20}
-    assert isinstance(build_list_model(vae, sizes), MultVAE)
-    with pytest.raises(UserError, match="use python -m training.vae"):
-        build_model(vae, sizes)
-    with pytest.raises(UserError, match="not a list model"):
-        build_list_model({"variant": "neumf", "factors": 8, "layers": [16, 8]}, sizes)
+    assert isinstance(build_model({"variant": "multvae", "dims": [16, 4], "activation": "tanh"}, sizes), MultVAE)
+    assert isinstance(build_model({"variant": "gmf", "factors": 8, "layers": [2]}, sizes), NeuMF)
+    with pytest.raises(UserError, match="unknown model 'ease'"):
+        build_model({"variant": "ease"}, sizes)

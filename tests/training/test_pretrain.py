@@ -40,3 +40,26 @@ def test_pretrained_flags_are_checked(prepared, tmp_path):
     assert "come together" in train_fails("--data", prepared, "--pretrained_gmf", tmp_path / "g.pth")
     assert "needs --checkpoint_dir" in train_fails("--data", prepared, "--pretrain")
     assert "--alpha must be in [0, 1]" in train_fails("--data", prepared, "--alpha", "1.5")
+
+
+def test_pretrained_parts_are_the_starting_weights(prepared, tmp_path):
+    """--pretrained_gmf/--pretrained_mlp: the NeuMF that starts training is the alpha blend of the two checkpoints."""
+    from contract.feature_spec import FeatureSpec
+    from training import checkpoint
+
+    sizes = FeatureSpec.from_yaml(prepared).table_sizes
+    parts = {}
+    for variant, arch in (("gmf", {"variant": "gmf", "factors": 4, "layers": [2]}),
+                          ("mlp", {"variant": "mlp", "factors": 8, "layers": [8, 4]})):
+        torch.manual_seed(len(variant) + ord(variant[0]))
+        parts[variant] = build_model(arch, sizes).state_dict()
+        checkpoint.save(tmp_path / f"{variant}.pth", {"model": parts[variant], "meta": {
+            "epoch": 0, "cardinalities": sizes, "architecture": arch}})
+    train("--data", prepared, "--pretrained_gmf", tmp_path / "gmf.pth", "--pretrained_mlp", tmp_path / "mlp.pth",
+          "--alpha", "0.3", "-e", "1", "--steps_per_epoch", "1", "-l", "1e-12", "--checkpoint_dir", tmp_path / "run")
+    started = torch.load(tmp_path / "run" / "last.pth", weights_only=True)["model"]
+    expected = from_pretrained(parts["gmf"], parts["mlp"], 0.3)
+    neumf = build_model({"variant": "neumf", "factors": 4, "layers": [8, 4]}, sizes)
+    neumf.load_state_dict(expected)
+    for name, tensor in neumf.state_dict().items():
+        torch.testing.assert_close(started[name], tensor, atol=1e-8, rtol=0, msg=name)

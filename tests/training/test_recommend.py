@@ -25,7 +25,7 @@ def test_recommend_excludes_history_and_flags_unknown_users(tmp_path, prepared, 
     for _, group in model_rows.groupby("user"):
         assert group["score"].is_monotonic_decreasing and group["item"].nunique() == 7
     assert (recs[recs["user"] == "424242"]["source"] == "popularity").all()
-    assert "unknown user" in capsys.readouterr().err
+    assert "1 unknown to the workflow" in capsys.readouterr().err
 
 
 def test_recommend_all_users_and_bad_requests(tmp_path, prepared, trained, capsys):
@@ -58,14 +58,28 @@ def test_recommend_refuses_a_workflow_that_did_not_encode_the_data(tmp_path, pre
     assert not (tmp_path / "r.csv").exists()
 
 
-def test_all_users_come_in_raw_id_order_with_scores_named_by_source(tmp_path, prepared, trained):
+def test_all_users_come_in_raw_id_order_with_one_meaning_per_column(tmp_path, prepared, trained, capsys):
     out = tmp_path / "all.csv"
-    assert recommend_main(["--checkpoint", str(trained), "--workflow", str(prepared.parent / "workflow"),
-                           "--data", str(prepared), "--all-users", "--topk", "2", "--output", str(out)]) == 0
+    args = ["--checkpoint", str(trained), "--workflow", str(prepared.parent / "workflow"),
+            "--data", str(prepared), "--all-users", "--topk", "2", "--output", str(out)]
+    assert recommend_main(args) == 0
     recs = pd.read_csv(out)
+    assert list(recs.columns) == ["user", "rank", "item", "source", "score", "popularity"]
     users = recs["user"].drop_duplicates().tolist()
     assert users == sorted(users)
-    assert recs["score"].notna().all() and recs["train_count"].isna().all()
+    assert recs["score"].notna().all() and recs["popularity"].notna().all()
+    # popularity: the item's train positives, on every row
+    spec = FeatureSpec.from_yaml(prepared)
+    counts = spec.read("train")["item_id"].value_counts()
+    items = vocabulary(prepared.parent / "workflow", "item_id")
+    by_raw = {str(raw): int(counts.get(index, 0)) for index, raw in items.items()}
+    assert recs["popularity"].tolist() == [by_raw[str(i)] for i in recs["item"]]
+    # an existing output is replaced only with --overwrite
+    before = out.read_bytes()
+    assert recommend_main([*args[:-2], "--topk", "3", "--output", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert recommend_main([*args[:-2], "--topk", "3", "--output", str(out), "--overwrite"]) == 0
+    assert len(pd.read_csv(out)) == 3 * len(users)
 
 
 def test_users_who_have_seen_almost_everything_get_shorter_lists(tmp_path, capsys):
@@ -82,7 +96,8 @@ def test_users_who_have_seen_almost_everything_get_shorter_lists(tmp_path, capsy
     assert recs[recs["user"] == 1]["item"].tolist() in ([7, 8], [8, 7])  # 8 items, 6 seen: 2 left, no padding
     assert len(recs[recs["user"] == 2]) == 4 and recs["score"].notna().sum() == 6
     unknown = recs[recs["user"] == 999]
-    assert (unknown["source"] == "popularity").all() and unknown["train_count"].notna().all()
+    assert (unknown["source"] == "popularity").all() and unknown["score"].isna().all()
+    assert unknown["popularity"].is_monotonic_decreasing and unknown["popularity"].notna().all()
     assert "fewer than 4 items" in capsys.readouterr().err
 
 

@@ -7,10 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from training.models.neumf import NeuMF
-from training.objective import Objective
-from training.runtime import Runtime
-from training.train import accumulate_gradients
+from training import train as loop
+from training.tasks.neumf import NeuMFTask
 
 from ..helpers import run_module, train, train_fails, write_byo_dataset
 
@@ -36,19 +34,22 @@ def test_learns_the_byo_dataset_far_above_toppop(tmp_path):
         assert summary[key] is not None
     # --mode test on the best checkpoint reproduces the best HR
     tested = train("--mode", "test", "--data", folder, "-k", "2", "--load_checkpoint_path", tmp_path / "ckpt" / "model.pth")
-    assert tested["hr"] == pytest.approx(summary["best_hr"])
+    for key in ("best_hr", "best_ndcg", "best_epoch", "toppop_hr", "toppop_ndcg"):
+        assert tested[key] == pytest.approx(summary[key]), key
 
 
 def test_synthetic_end_to_end_beats_toppop_and_picks_the_epoch_on_validation(prepared, tmp_path):
     log = tmp_path / "log.jsonl"
     summary = train("--data", prepared, "-e", "8", "-b", "2048", "-f", "16", "--layers", "64", "32", "-l", "0.005",
-                    "--log_path", log)
+                    "--log_path", log, "--checkpoint_dir", tmp_path)
     assert summary["best_hr"] > summary["toppop_hr"] + 0.08, summary
     records = [json.loads(line) for line in log.read_text().splitlines()]
     chosen = max(records, key=lambda r: r["valid_hr"])  # the first of equals, as training keeps it
     assert summary["selected_on"] == "validation" and summary["best_epoch"] == chosen["epoch"]
-    # the reported figures are the test ones of the epoch chosen on validation, not the best test epoch
-    assert summary["best_hr"] == chosen["hr"] and summary["best_valid_hr"] == chosen["valid_hr"]
+    assert summary["best_valid_hr"] == chosen["valid_hr"] and all("hr" not in r for r in records)  # no test per epoch
+    # the reported test figures are those of the epoch chosen on validation (its saved model)
+    tested = train("--mode", "test", "--data", prepared, "--load_checkpoint_path", tmp_path / "model.pth")
+    assert tested["best_hr"] == summary["best_hr"] and tested["best_epoch"] == chosen["epoch"]
 
 
 def test_resume_equals_uninterrupted(prepared, tmp_path):
@@ -64,37 +65,56 @@ def test_resume_equals_uninterrupted(prepared, tmp_path):
     assert resumed["epochs"] == 3
 
 
-def test_amp_path_runs_and_progress_lines_carry_timestamps(prepared):
-    result = run_module("training", "--data", prepared, "-e", "1", *SMALL, "--amp")
+def test_progress_lines_carry_timestamps_and_a_default_run_folder(prepared, tmp_path):
+    result = run_module("training", "--data", prepared, "-e", "1", *SMALL, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert 0 <= summary["best_hr"] <= 1 and np.isfinite(summary["final_loss"])
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning")]
     assert any("epoch   0" in line for line in lines)
     assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
+    # no --checkpoint_dir or --log_path: a new folder under runs/, named on the first line
+    folder = tmp_path / summary["checkpoint_dir"]
+    assert folder.parent == tmp_path / "runs" / prepared.name and summary["checkpoint_dir"] in lines[0]
+    assert {p.name for p in folder.iterdir()} == {"model.pth", "last.pth", "log.jsonl", "log.png"}
 
 
-def test_grad_accumulation_and_variants(prepared):
+class Spy:
+    """Wraps a NeuMFTask method and records what the loop did around each call."""
+
+    def __init__(self, monkeypatch, name, record):
+        self.calls = []
+        original = getattr(NeuMFTask, name)
+
+        def spied(task, *args, **kwargs):
+            self.calls.append(record(task, *args, **kwargs))
+            return original(task, *args, **kwargs)
+
+        monkeypatch.setattr(NeuMFTask, name, spied)
+
+
+def test_amp_runs_the_loss_and_the_full_ranking_under_autocast(prepared, monkeypatch):
+    """bf16 autocast on CPU (fp16 + GradScaler on CUDA): the forward passes run in it, the loss stays finite."""
+    loss = Spy(monkeypatch, "loss", lambda task, net, model, batch, step: torch.is_autocast_cpu_enabled())
+    ranked, score_users = [], NeuMFTask.score_users
+    monkeypatch.setattr(NeuMFTask, "score_users", staticmethod(
+        lambda *args: ranked.append(torch.is_autocast_cpu_enabled()) or score_users(*args)))
+    summary = loop.run(["--data", str(prepared), "-e", "1", *SMALL, "--steps_per_epoch", "3", "--eval", "both",
+                        "--amp", "--log_path", str(prepared.parent / "amp-log.jsonl"), "--overwrite"])
+    assert loss.calls and all(loss.calls)
+    assert ranked and all(ranked)
+    assert np.isfinite(summary["final_loss"]) and 0 <= summary["best_hr"] <= 1 and 0 <= summary["full_hr"] <= 1
+    plain = Spy(monkeypatch, "loss", lambda task, net, model, batch, step: torch.is_autocast_cpu_enabled())
+    loop.run(["--data", str(prepared), "-e", "1", *SMALL, "--steps_per_epoch", "2", "--no_eval"])
+    assert plain.calls and not any(plain.calls)
+
+
+def test_grads_accumulated_splits_every_step_and_variants_train(prepared, monkeypatch):
+    split = Spy(monkeypatch, "micro_batches", lambda task, batch, n: n)
     for variant in ("gmf", "mlp"):
-        summary = train("--data", prepared, "-e", "1", *SMALL, "--model", variant, "--grads_accumulated", "2")
-        assert np.isfinite(summary["final_loss"])
-
-
-@pytest.mark.parametrize("micro_batches", [2, 3])
-@pytest.mark.parametrize("l2", [0.0, 0.1])
-def test_accumulated_gradients_equal_the_whole_batch(micro_batches, l2):
-    """Slices of unequal size included: the gradient and loss are those of the whole batch's mean loss."""
-    torch.manual_seed(0)
-    model = NeuMF(30, 20, mf_dim=4, mlp_layer_sizes=(8, 4), dropout=0.0)
-    # 10 positives (columns), each with its item and 4 negatives, as TrainStream yields them
-    batch = (torch.randint(0, 30, (10,)), torch.randint(0, 20, (5, 10)), torch.randint(0, 2, (5, 10)).float())
-    runtime, objective = Runtime(), Objective(model, model, l2)
-    whole = accumulate_gradients(objective, batch, 1, runtime, runtime.grad_scaler())
-    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
-    model.zero_grad()
-    accumulated = accumulate_gradients(objective, batch, micro_batches, runtime, runtime.grad_scaler())
-    assert accumulated.item() == pytest.approx(whole.item(), rel=1e-6)
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-7, msg=name)
+        summary = loop.run(["--data", str(prepared), "-e", "1", *SMALL, "--model", variant, "--grads_accumulated", "3",
+                            "--steps_per_epoch", "2", "--no_eval"])
+        assert np.isfinite(summary["final_loss"]) and summary["model"] == variant
+    assert split.calls == [3] * 4
 
 
 BAD = {

@@ -29,16 +29,16 @@ def vae_run(prepared_lists, tmp_path_factory):
 
 def test_learns_far_above_popularity_and_reports(vae_run):
     root, summary, stderr = vae_run
-    for key in ("ndcg@100", "recall@20", "recall@50", "pop_ndcg@100", "train_throughput", "best_epoch",
-                "valid_ndcg@100", "test_users", "time_to_best", "eval_throughput"):
+    for key in ("best_ndcg", "best_recall@20", "best_recall@50", "toppop_ndcg", "train_throughput", "best_epoch",
+                "best_valid_ndcg", "time_to_best", "eval_throughput"):
         assert summary[key] is not None, key
-    assert summary["ndcg@100"] > summary["pop_ndcg@100"] + 0.15, summary
-    assert summary["recall@50"] > summary["pop_recall@50"] and summary["test_users"] == 40
-    assert summary["chosen_on"] == "validation" and summary["epochs"] == 6
+    assert summary["best_ndcg"] > summary["toppop_ndcg"] + 0.15, summary
+    assert summary["best_recall@50"] > summary["toppop_recall@50"] and summary["k"] == 100
+    assert summary["selected_on"] == "validation" and summary["epochs"] == 6 and summary["model"] == "multvae"
     records = [json.loads(line) for line in (root / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(6))
-    assert summary["valid_ndcg@100"] == max(r["valid_ndcg@100"] for r in records)
-    assert records[summary["best_epoch"]]["valid_ndcg@100"] == summary["valid_ndcg@100"]
+    assert summary["best_valid_ndcg"] == max(r["valid_ndcg"] for r in records)
+    assert records[summary["best_epoch"]]["valid_ndcg"] == summary["best_valid_ndcg"]
     assert (root / "log.png").stat().st_size > 0 and (root / "ckpt" / "model.pth").is_file()
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
@@ -60,7 +60,7 @@ def test_mode_test_reproduces_the_chosen_models_figures(vae_run, prepared_lists,
     assert main(["--mode", "test", "--data", str(prepared_lists), "--load_checkpoint_path",
                  str(root / "ckpt" / "model.pth")]) == 0
     tested = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("ndcg@100", "recall@20", "recall@50", "pop_ndcg@100"):
+    for key in ("best_ndcg", "best_recall@20", "best_recall@50", "toppop_ndcg", "best_epoch"):
         assert tested[key] == pytest.approx(summary[key]), key
 
 
@@ -74,7 +74,7 @@ def test_resume_equals_uninterrupted(prepared_lists, tmp_path):
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
     assert a["meta"]["step"] == b["meta"]["step"]
-    for key in ("ndcg@100", "best_epoch", "valid_ndcg@100", "epochs"):
+    for key in ("best_ndcg", "best_epoch", "best_valid_ndcg", "epochs"):
         assert resumed[key] == straight[key], key
 
 
@@ -89,7 +89,7 @@ def test_refuses_to_replace_an_earlier_run_and_bad_input(vae_run, prepared_lists
     root = vae_run[0]
     message = _fails(capsys, ["--data", str(prepared_lists), "-e", "1", "--checkpoint_dir", str(root / "ckpt")])
     assert "is from an earlier run: pass --resume" in message
-    assert "pairs layout" in _fails(capsys, ["--data", str(prepared), "-e", "1"])
+    assert "multvae, which needs the lists layout" in _fails(capsys, ["--data", str(prepared), "-e", "1"])
     assert "does not exist" in _fails(capsys, ["--mode", "test", "--data", str(prepared_lists),
                                                "--load_checkpoint_path", str(root / "nope.pth")])
 
@@ -119,4 +119,4 @@ def test_recommends_for_raw_user_ids_excluding_what_they_have(vae_run, prepared_
 def test_amp_path_runs(prepared_lists):
     """bf16 autocast on CPU (fp16 + GradScaler on CUDA): the loss stays finite and the model still ranks."""
     summary = run(["--data", str(prepared_lists), "-e", "1", "--amp", "--steps_per_epoch", "3", *SMALL])
-    assert np.isfinite(summary["final_loss"]) and 0 < summary["ndcg@100"] <= 1
+    assert np.isfinite(summary["final_loss"]) and 0 < summary["best_ndcg"] <= 1

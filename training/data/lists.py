@@ -1,5 +1,5 @@
-"""The lists layout: users' item lists streamed by the Merlin loader into CSR batches on the device, the
-held-out users' fold-in and target lists, and item counts over the training lists.
+"""The lists layout: users' item lists streamed by the Merlin loader into CSR batches on the device, and the
+held-out users' fold-in and target lists (item counts over the training lists: popularity.py).
 
 The loader returns a list column as `NAME__values` + `NAME__offsets`: exactly the column indices and
 row pointers of a CSR matrix, so a batch of users becomes a (users x items) torch.sparse_csr_tensor with
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from contract.chunks import read_parquet_lists
@@ -22,8 +21,8 @@ from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 
 from ..runtime import Runtime
-from ..seeds import epoch_seed
-from .merlin_loader import epoch_dataset, equal_steps, without_busy_wait
+from .merlin_loader import epoch_dataset, epoch_loader, equal_steps
+from .popularity import checked_item_counts as checked_item_counts  # the name other modules import from here
 
 # A CSR batch is built every step; torch warns once per process that CSR support is "beta".
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -64,39 +63,6 @@ def _read_lists(spec: FeatureSpec, mapping: str, features) -> dict:
     return out
 
 
-def checked_item_counts(spec: FeatureSpec) -> np.ndarray:
-    """How many training users have each item; raises UserError for an id outside the item table."""
-    counts = np.zeros(spec.item_cardinality, dtype=np.int64)
-    for path in _chunk_with(spec, "train", [spec.user_feature, spec.item_feature])["files"]:
-        _, values = read_parquet_lists(path, [spec.item_feature])[spec.item_feature]
-        spec.check_feature_ids(values, spec.item_feature, "train")
-        counts += np.bincount(values, minlength=spec.item_cardinality)
-    return counts
-
-
-def _flatten_fast(original):
-    """merlin.core.dispatch.flatten_list_column_values, vectorised for pandas columns of 1-D arrays.
-
-    On CPU the Merlin loader flattens each batch's list column with `pd.Series(itertools.chain(*s))`,
-    a Python step per item (~1 us): at ml-1m size the loader then fed ~10k users/s while holding the GIL
-    the training step needs. Same values and dtype; anything else goes to Merlin's own function.
-    """
-    def flatten(s):
-        if isinstance(s, pd.Series) and len(s) and isinstance(s.iloc[0], np.ndarray) and s.iloc[0].ndim == 1:
-            return pd.Series(np.concatenate(s.to_numpy()))
-        return original(s)
-
-    flatten.merlin_original = original
-    return flatten
-
-
-def _install_fast_flatten() -> None:
-    from merlin.core import dispatch
-
-    if not hasattr(dispatch.flatten_list_column_values, "merlin_original"):
-        dispatch.flatten_list_column_values = _flatten_fast(dispatch.flatten_list_column_values)
-
-
 class ListStream:
     """Training users through merlin.dataloader's torch Loader, as CSR multi-hot batches on the device.
 
@@ -109,7 +75,6 @@ class ListStream:
         self.item, self.n_items = spec.item_feature, spec.item_cardinality
         self.users_per_rank, self.runtime, self.seed = users_per_rank, runtime, seed
         self._scratch = None
-        _install_fast_flatten()
         self.files = _chunk_with(spec, "train", [spec.user_feature, spec.item_feature])["files"]
         if len(self.files) < runtime.world:
             self.files = self._materialise()
@@ -140,14 +105,11 @@ class ListStream:
 
         dataset = epoch_dataset(self.files, self.seed, epoch, self.runtime)
         dataset.schema = dataset.schema.select_by_name([self.item])  # the user ids are not needed to train
-        shared = epoch_seed(self.seed, epoch)
-        device = self.runtime.device.index if self.runtime.device.type == "cuda" else "cpu"
-        return without_busy_wait(Loader(dataset, batch_size=self.users_per_rank, shuffle=True, seed_fn=lambda: shared,
-                                        global_size=self.runtime.world, global_rank=self.runtime.rank, device=device))
+        return epoch_loader(Loader, dataset, self.users_per_rank, self.seed, epoch, self.runtime)
 
     def epoch(self, epoch: int, max_steps: int | None = None):
         """Yield (users x items) CSR batches on the device, values 1.0."""
-        for features, _ in equal_steps(self._loader(epoch), self.seed, epoch, self.runtime, max_steps):
+        for features, _ in equal_steps(self._loader(epoch), self.runtime, max_steps):
             yield self.batch(features)
 
     def batch(self, features: dict) -> torch.Tensor:

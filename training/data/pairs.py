@@ -13,7 +13,7 @@ from contract.feature_spec import FeatureSpec
 
 from ..runtime import Runtime
 from ..seeds import epoch_seed
-from .merlin_loader import epoch_dataset, equal_steps, without_busy_wait
+from .merlin_loader import epoch_dataset, epoch_loader, equal_steps
 
 # BYO layouts other than one parquet chunk are rewritten once into this many parquet parts.
 MATERIALISED_PARTS = 8
@@ -59,21 +59,14 @@ class TrainStream:
     def _loader(self, epoch: int):
         from nvtabular.loader.torch import TorchAsyncItr
 
-        shared = epoch_seed(self.seed, epoch)
-        loader = without_busy_wait(TorchAsyncItr(
-            epoch_dataset(self.files, self.seed, epoch, self.runtime), cats=self.features[:2],
-            labels=[self.features[2]], batch_size=self.positives_per_rank, shuffle=True, seed_fn=lambda: shared,
-            global_size=self.runtime.world, global_rank=self.runtime.rank,
-        ))
-        if self.runtime.device.type == "cuda":
-            # TorchAsyncItr drops its `device` argument and would build every rank's batches on GPU 0.
-            loader.device = self.runtime.device.index
-        return loader
+        return epoch_loader(TorchAsyncItr, epoch_dataset(self.files, self.seed, epoch, self.runtime),
+                            self.positives_per_rank, self.seed, epoch, self.runtime,
+                            cats=self.features[:2], labels=[self.features[2]])
 
     def epoch(self, epoch: int, max_steps: int | None = None):
         """Yield (users, items, labels) on the device: see _with_negatives for their shapes."""
         gen = torch.Generator(device=self.runtime.device).manual_seed(epoch_seed(self.seed, epoch, self.runtime.rank))
-        for features, labels in equal_steps(self._loader(epoch), self.seed, epoch, self.runtime, max_steps):
+        for features, labels in equal_steps(self._loader(epoch), self.runtime, max_steps):
             yield self._with_negatives(features, labels, gen)
 
     def _with_negatives(self, features: dict, labels: torch.Tensor, gen: torch.Generator):
