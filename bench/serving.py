@@ -1,5 +1,6 @@
 """Serving latency and throughput: `python -m serving` (a real Triton on loopback, queried with
-tritonclient.http) beside the same answers computed in-process by `training.recommend`'s Recommender.
+tritonclient.http) beside the same answers computed in-process by the server's own models
+(`serving.models`, on `training.recommend`'s Recommender).
 
 recommend at client batches of 1, 64 and 1,024 users (one request in flight), and 1 user with
 8 in flight (what the dynamic batcher is for); score at 1 and 1,024 pairs. Synthetic ml-1m tables
@@ -74,21 +75,22 @@ def _inputs(http, model: str, users: list[str], items: list[str]):
 def run(quick: bool) -> dict:
     import tritonclient.http as http
 
+    from serving.models import RecommendModel, ScoreModel
     from training.recommend import Recommender
 
     budget = 2.0 if quick else 10.0
     data = prepared("ml-1m")
     ckpt = checkpoint(data)
     rec = Recommender(ckpt, [data])
+    in_process = {"recommend": RecommendModel(rec, K), "score": ScoreModel(rec)}
     raw_users = [str(u) for u in rec.user_vocab.to_numpy()]
     raw_items = [str(i) for i in rec.item_vocab.to_numpy()]
     rng = np.random.default_rng(0)
 
     def direct(model: str, users: list[str], items: list[str]):
-        """What the server computes, called in-process: training.recommend's Recommender."""
-        if model == "recommend":
-            return rec.top(rec.encode_users(users, strict=False), K)
-        return rec.score(rec.users.encode(users, missing=2, strict=False), rec.items.encode(items, missing=2, strict=False))
+        """What the server computes, called in-process: its models' answer to the same rows."""
+        rows = [[u.encode() for u in users]] + ([[i.encode() for i in items]] if model == "score" else [])
+        return in_process[model].answer(*rows)
 
     load_before = os.getloadavg()[0]
     port = _port()

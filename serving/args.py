@@ -10,9 +10,10 @@ from training.recommend import add_recommender_arguments
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m serving",
-        description="Serve a trained checkpoint on a Triton Inference Server: model `recommend` (raw user ids -> "
-                    "top-K raw item ids, as training.recommend) and model `score` (raw user and item ids -> logits). "
-                    "SIGTERM or Ctrl-C stops it.")
+        description="Serve a trained checkpoint of any family (NeuMF, GMF, MLP on pairs data; Mult-VAE on lists data) "
+                    "on a Triton Inference Server: model `recommend` (raw user ids -> top-K raw item ids, as "
+                    "training.recommend) and model `score` (raw user and item ids -> logits; Mult-VAE folds in the "
+                    "user's history from --data). SIGTERM or Ctrl-C stops it.")
     add_recommender_arguments(p)
     p.add_argument("--topk", type=int, default=10, help="items per user returned by `recommend`")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")

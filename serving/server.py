@@ -81,9 +81,11 @@ def serve(args) -> dict:
     check_args(args)
     rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users, args.amp)
     recommend, score = RecommendModel(rec, args.topk), ScoreModel(rec)
-    say(f"loaded {args.checkpoint} on {rec.device}: {len(rec.user_vocab):,} users, {len(rec.item_vocab):,} items, "
-        f"{len(rec.seen):,} seen pairs from {len(rec.specs)} folder(s)")
-    rec.model  # noqa: B018 - load the weights now, not on the first request
+    # the weights, and the users' histories through one answer, load now rather than on the first request
+    rec.model  # noqa: B018
+    recommend.answer([str(raw).encode() for raw in rec.user_vocab.iloc[:1]])
+    say(f"loaded {args.checkpoint} ({rec.variant}) on {rec.device}: {len(rec.user_vocab):,} users, "
+        f"{len(rec.item_vocab):,} items, histories from {len(rec.specs)} --data folder(s)")
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

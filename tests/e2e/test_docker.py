@@ -18,8 +18,8 @@ import yaml
 from etl.__main__ import parser as etl_parser
 from etl.prepare import PrepareConfig
 from serving.args import parser as serving_parser
+from serving.export import parser as export_parser
 from training.args import parse_args as train_parse_args
-from training.export import parser as export_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,7 +196,7 @@ def test_jupyter_is_reachable_from_this_machine_only(compose):
     assert all(len(p) == 3 and p[0] == "127.0.0.1" for p in published), service["ports"]
 
 
-PARSERS = {"training.export": export_parser, "serving": serving_parser}
+PARSERS = {"serving.export": export_parser, "serving": serving_parser}
 
 
 def test_serve_exports_what_train_wrote_and_serves_it_on_loopback(compose, stages):
@@ -206,7 +206,7 @@ def test_serve_exports_what_train_wrote_and_serves_it_on_loopback(compose, stage
     assert argv[:2] == ["sh", "-c"], argv
     steps = [shlex.split(step) for step in argv[2].split("&&")]
     parsed = {step[2]: PARSERS[step[2]]().parse_args(step[3:]) for step in steps if step[:2] == ["python", "-m"]}
-    export = parsed["training.export"]
+    export = parsed["serving.export"]
     trained = train_parse_args(command(train)[command(train).index("-m") + 2:])
     assert export.checkpoint == trained.checkpoint_dir / "model.pth" and export.data == trained.data
     assert export.format == "torchscript"  # the Merlin image's Triton has the libtorch backend

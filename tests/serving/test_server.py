@@ -1,6 +1,7 @@
 """`python -m serving` end to end: the real Triton server on loopback, queried with tritonclient.http,
 compared with `training.recommend` and `etl transform`, bad requests refused while it stays up, and
-a SIGTERM that leaves no process or shared-memory segment behind. The server starts once."""
+a SIGTERM that leaves no process or shared-memory segment behind. The NeuMF server starts once; a
+Mult-VAE server once more, for its answers (folded-in, history-less and unknown users) and its stop."""
 from __future__ import annotations
 
 import json
@@ -21,10 +22,11 @@ from tritonclient.utils import InferenceServerException
 
 from contract.feature_spec import FeatureSpec
 from etl.transform import transform
-from training.export import load_scorer
+from serving.export import load_exportable
 from training.recommend import main as recommend_main
 
 from ..helpers import ROOT, run_module, vocabulary, write_ratings_csv
+from .lists_data import everything, fold_in_logits, positives, users_by_history
 
 K = 10
 START_TIMEOUT_S = 90
@@ -83,20 +85,41 @@ class Server:
         return self.proc.returncode, out
 
 
-@pytest.fixture(scope="module")
-def server(prepared, trained, tmp_path_factory):
-    stderr = tmp_path_factory.mktemp("serving") / "stderr.txt"
+def start(checkpoint: Path, data: Path, tmp: Path):
+    """`python -m serving` on a free loopback port, ready (the caller stops it)."""
+    stderr = tmp / "stderr.txt"
     port = free_port()
     with stderr.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "serving", "--checkpoint", str(trained), "--data", str(prepared),
+        proc = subprocess.Popen([sys.executable, "-m", "serving", "--checkpoint", str(checkpoint), "--data", str(data),
                                  "--topk", str(K), "--http-port", str(port), "--queue-delay-us", "20000"],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
     served = Server(proc, port, stderr)
     try:
         served.wait_ready()
+    except BaseException:
+        if proc.poll() is None:
+            served.stop()
+        raise
+    return served
+
+
+@pytest.fixture(scope="module")
+def server(prepared, trained, tmp_path_factory):
+    served = start(trained, prepared, tmp_path_factory.mktemp("serving"))
+    try:
         yield served
     finally:
-        if proc.poll() is None:
+        if served.proc.poll() is None:
+            served.stop()
+
+
+@pytest.fixture(scope="module")
+def vae_server(prepared_lists, trained_vae, tmp_path_factory):
+    served = start(trained_vae, prepared_lists, tmp_path_factory.mktemp("serving_vae"))
+    try:
+        yield served
+    finally:
+        if served.proc.poll() is None:
             served.stop()
 
 
@@ -126,7 +149,7 @@ def test_recommend_answers_what_training_recommend_answers(server, prepared, tra
     for row, user in enumerate([*known, "424242"]):
         expected = cli[cli["user"] == user]
         assert got["item_ids"][row].astype(str).tolist() == expected["item"].tolist(), f"user {user}: other items or order"
-        column = "score" if row < 5 else "train_count"
+        column = "score" if row < 5 else "popularity"
         np.testing.assert_allclose(got["scores"][row], expected[column].to_numpy(np.float32), rtol=1e-5, atol=1e-6)
     # and, independently of training.recommend: nothing the user already has comes back
     spec = FeatureSpec.from_yaml(prepared)
@@ -145,7 +168,7 @@ def test_score_maps_raw_ids_as_etl_transform_does(server, prepared, trained, tmp
     transform(workflow, raw, tmp_path / "encoded", quiet=True)
     encoded = pd.read_parquet(tmp_path / "encoded" / "data")
     assert (encoded["user_id"] == 2).sum() == 1 and (encoded["item_id"] == 2).sum() == 1  # the unseen ids
-    scorer, _ = load_scorer(trained)
+    scorer, _ = load_exportable(trained)
     with torch.no_grad():
         expected = scorer(torch.from_numpy(encoded["user_id"].to_numpy()), torch.from_numpy(encoded["item_id"].to_numpy()))
     result = server.client.infer("score", [bytes_input("user_id", [u for u, _ in pairs]),
@@ -206,14 +229,81 @@ def test_sigterm_stops_cleanly_leaving_nothing_behind(server):
     assert "stopped" in server.log() and "Traceback" not in server.log()
 
 
-@pytest.mark.parametrize("case", ["port in use", "bad checkpoint"])
-def test_startup_errors_are_one_line(tmp_path, prepared, trained, case):
+def cli_top(tmp_path, checkpoint, data, users) -> pd.DataFrame:
+    out = tmp_path / "cli.parquet"
+    assert recommend_main(["--checkpoint", str(checkpoint), "--data", str(data), "--users", ",".join(users),
+                           "--topk", str(K), "--output", str(out)]) == 0
+    return pd.read_parquet(out)
+
+
+def test_vae_recommend_answers_what_training_recommend_answers(vae_server, prepared_lists, trained_vae, tmp_path):
+    """Mult-VAE folds in train and held-out users' positives; a user the workflow knows without any positive in
+    --data, and an unknown id, get the most popular items (source=popularity), as training.recommend gives them."""
+    train, test, without = users_by_history(prepared_lists)
+    users = [train[0], train[11], test[0], test[5], without[0], "424242"]
+    cli = cli_top(tmp_path, trained_vae, prepared_lists, users)
+    got = recommend(vae_server.client, users)
+    assert got["item_ids"].shape == (6, K) and got["scores"].dtype == np.float32
+    assert got["source"].ravel().tolist() == [b"model"] * 4 + [b"popularity"] * 2
+    for row, user in enumerate(users):
+        expected = cli[cli["user"] == user]
+        assert got["item_ids"][row].astype(str).tolist() == expected["item"].tolist(), f"user {user}: other items or order"
+        column = "score" if row < 4 else "popularity"
+        np.testing.assert_allclose(got["scores"][row], expected[column].to_numpy(np.float32), rtol=1e-5, atol=1e-6)
+    # and, independently of training.recommend: the scores are the model's logits for the user's folded-in positives
+    have, seen = positives(prepared_lists), everything(prepared_lists)
+    rec_users = vocabulary(prepared_lists / "workflow", "user_id")
+    codes = [int(rec_users.index[rec_users.astype(str) == u][0]) for u in users[:4]]
+    items = vocabulary(prepared_lists / "workflow", "item_id")
+    by_raw = pd.Series(items.index, index=items.astype(str))
+    n_items = FeatureSpec.from_yaml(prepared_lists).item_cardinality
+    logits = fold_in_logits(load_exportable(trained_vae)[0].model, [have[c] for c in codes], n_items)
+    for row, code in enumerate(codes):
+        shown = by_raw.loc[got["item_ids"][row].astype(str)].to_numpy()
+        assert not set(shown) & seen[code], "items the user already has (positive or known) were recommended"
+        np.testing.assert_allclose(got["scores"][row], logits[row, shown], rtol=1e-5, atol=1e-6)
+
+
+def test_vae_score_is_the_logit_recommend_ranks_by(vae_server, prepared_lists):
+    train, _, without = users_by_history(prepared_lists)
+    top = recommend(vae_server.client, [train[4]])
+    assert top["source"][0, 0] == b"model"
+    result = vae_server.client.infer("score", [bytes_input("user_id", [train[4]] * K),
+                                               bytes_input("item_id", top["item_ids"][0].astype(str))])
+    assert result.as_numpy("score").dtype == np.float32
+    np.testing.assert_allclose(result.as_numpy("score").ravel(), top["scores"][0], rtol=1e-5, atol=1e-6)
+    # a user without history and an unknown one both fold in nothing: the same logits
+    items = vocabulary(prepared_lists / "workflow", "item_id").iloc[:3].astype(str).tolist()
+    result = vae_server.client.infer("score", [bytes_input("user_id", [without[0]] * 3 + ["424242"] * 3),
+                                               bytes_input("item_id", items * 2)])
+    scores = result.as_numpy("score").ravel()
+    assert np.isfinite(scores).all()
+    np.testing.assert_array_equal(scores[:3], scores[3:])
+
+
+def test_vae_server_stops_cleanly(vae_server):
+    code, out = vae_server.stop()
+    assert code == 0, vae_server.log()
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert set(counts) == {"recommend", "score"}
+    assert "(multvae)" in vae_server.log() and "stopped" in vae_server.log() and "Traceback" not in vae_server.log()
+
+
+@pytest.mark.parametrize("case", ["port in use", "bad checkpoint", "pairs checkpoint, lists data",
+                                  "lists checkpoint, pairs data"])
+def test_startup_errors_are_one_line(tmp_path, request, case):
+    prepared, trained = request.getfixturevalue("prepared"), request.getfixturevalue("trained")
+    checkpoint, data, words = trained, prepared, None
+    if case == "bad checkpoint":
+        checkpoint, words = tmp_path / "missing.pth", "missing.pth does not exist"
+    elif case == "pairs checkpoint, lists data":
+        data, words = request.getfixturevalue("prepared_lists"), "is neumf, which needs the pairs layout"
+    elif case == "lists checkpoint, pairs data":
+        checkpoint, words = request.getfixturevalue("trained_vae"), "is multvae, which needs the lists layout"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1] if case == "port in use" else free_port()
-        checkpoint = trained if case == "port in use" else tmp_path / "missing.pth"
-        result = run_module("serving", "--checkpoint", checkpoint, "--data", prepared, "--http-port", port, timeout=120)
+        result = run_module("serving", "--checkpoint", checkpoint, "--data", data, "--http-port", port, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    words = f"--http-port {port}" if case == "port in use" else "missing.pth does not exist"
-    assert words in result.stderr.strip().splitlines()[-1]
+    assert (words or f"--http-port {port}") in result.stderr.strip().splitlines()[-1]

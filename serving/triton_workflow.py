@@ -1,5 +1,5 @@
 """The workflow step of the exported Triton repository: a python-backend model, copied there as
-`workflow/1/model.py` by `python -m training.export` and run by Triton (never imported here).
+`workflow/1/model.py` by `python -m serving.export` and run by Triton (never imported here).
 
 Raw `user_id` / `item_id` (BYTES) -> `user_index` / `item_index` (INT64): the index the saved
 workflow's Categorify gives each id, read from the workflow's own vocabularies (copied beside
