@@ -43,7 +43,7 @@ def prepared(name: str):
 
 def default_batch(data) -> int:
     from contract.feature_spec import FeatureSpec
-    from training.defaults import batch_size_for
+    from training.tasks.neumf import batch_size_for
 
     return batch_size_for(len(FeatureSpec.from_yaml(data).read("train", ["item_id"])), 4)
 

@@ -58,8 +58,10 @@ class Report:
 
     def restore(self, state: dict) -> None:
         self.history, self.best, self.elapsed = state["history"], state["best"], state["elapsed"]
-        if "chosen_on" in self.best:  # a Mult-VAE checkpoint written before the families shared this report
-            self.best["selected_on"] = self.best.pop("chosen_on")
+        if "chosen_on" in self.best:  # a Mult-VAE checkpoint written before the families shared this report:
+            self.best["selected_on"] = self.best.pop("chosen_on")  # chosen_on, valid_ndcg@100 / test_ndcg@100
+            for key in [k for k in self.best if "_ndcg@" in k]:
+                self.best["best_" + key.split("@")[0].removeprefix("test_")] = self.best.pop(key)
 
     # ---- events ------------------------------------------------------------------------
     def baseline(self, split: str, metrics: dict) -> None:
