@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -60,18 +61,35 @@ class Runtime:
         """Sum scalars over ranks (float64 so counts stay exact)."""
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
         if self.world > 1:
-            torch_dist.all_reduce(t)
+            self._all_reduce(t, torch_dist.ReduceOp.SUM)
         return t.tolist()
 
     def max_int(self, value: int) -> int:
         t = torch.tensor([value], dtype=torch.int64, device=self.device)
         if self.world > 1:
-            torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+            self._all_reduce(t, torch_dist.ReduceOp.MAX)
         return int(t.item())
+
+    def _all_reduce(self, t: torch.Tensor, op) -> None:
+        torch_dist.all_reduce(t, op=op)
+        if self.backend == "gloo":
+            released_by_gloo(t)
 
     def barrier(self) -> None:
         if self.world > 1:
             torch_dist.barrier()
+
+
+def released_by_gloo(t: torch.Tensor, timeout_s: float = 10.0) -> None:
+    """Wait until gloo's worker thread has dropped its reference to a reduced tensor (torch's private
+    Tensor._use_count(), torch 2.x). It drops it only after all_reduce has returned; had the main thread
+    let go of the tensor first, the worker's drop would need the GIL, and during the interpreter's exit
+    that aborts the process ("terminate called without an active exception": about one 2-rank run in six
+    ended so when a collective was a rank's last step)."""
+    use_count = getattr(t, "_use_count", None)
+    deadline = time.monotonic() + timeout_s
+    while use_count is not None and use_count() > 1 and time.monotonic() < deadline:
+        time.sleep(1e-4)
 
 
 def start_runtime(amp: bool = False) -> Runtime:

@@ -18,8 +18,9 @@ def test_two_ranks_match_one(prepared_lists, tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     one = json.loads(one.stdout.strip().splitlines()[-1])
     # Same global batch (32 users on each rank) and epochs; the data order differs, so the figures agree
-    # within noise (the train loss is a mean of per-rank batch means, so it is not compared).
-    assert abs(two["best_ndcg"] - one["best_ndcg"]) < 0.06, (two, one)
+    # within noise: on 40 test users one-process runs of seeds 1-3 spread over 0.05 NDCG (0.55-0.60), and
+    # two ranks came 0.017-0.061 from one (the train loss is a mean of per-rank batch means: not compared).
+    assert abs(two["best_ndcg"] - one["best_ndcg"]) < 0.08, (two, one)
     assert two["best_ndcg"] > two["toppop_ndcg"] + 0.15, two
     # evaluation splits the users over ranks and all-reduces sums: the popularity baseline is the same
     for key in ("toppop_ndcg", "toppop_recall@20", "toppop_recall@50", "toppop_hr"):

@@ -22,7 +22,7 @@ def vae_run(prepared_lists, tmp_path_factory):
     """6 epochs through the command line, as a user would run it."""
     root = tmp_path_factory.mktemp("vae")
     result = run_module("training.vae", "--data", prepared_lists, "-e", "6", *SMALL, "--total_anneal_steps", "200",
-                        "--checkpoint_dir", root / "ckpt", "--log_path", root / "log.jsonl")
+                        "--checkpoint_dir", root / "ckpt", "--log_path", root / "log.jsonl", "--tensorboard", root / "tb")
     assert result.returncode == 0, result.stderr[-3000:]
     return root, json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
@@ -40,6 +40,7 @@ def test_learns_far_above_popularity_and_reports(vae_run):
     assert summary["best_valid_ndcg"] == max(r["valid_ndcg"] for r in records)
     assert records[summary["best_epoch"]]["valid_ndcg"] == summary["best_valid_ndcg"]
     assert (root / "log.png").stat().st_size > 0 and (root / "ckpt" / "model.pth").is_file()
+    assert list((root / "tb").glob("events.out.tfevents.*"))
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
     assert sum(bool(re.match(r"\S+ epoch +\d", line)) for line in lines) == 6
@@ -120,3 +121,20 @@ def test_amp_path_runs(prepared_lists):
     """bf16 autocast on CPU (fp16 + GradScaler on CUDA): the loss stays finite and the model still ranks."""
     summary = run(["--data", str(prepared_lists), "-e", "1", "--amp", "--steps_per_epoch", "3", *SMALL])
     assert np.isfinite(summary["final_loss"]) and 0 < summary["best_ndcg"] <= 1
+
+
+def test_a_checkpoint_written_before_the_shared_loop_resumes(prepared_lists, tmp_path):
+    """Mult-VAE's last.pth of the old loop kept `chosen_on` and `valid_ndcg@100` in its report: resuming keeps its best."""
+    common = ["--data", str(prepared_lists), *SMALL, "--total_anneal_steps", "20", "--checkpoint_dir", str(tmp_path)]
+    first = run([*common, "-e", "2"])
+    last = tmp_path / "last.pth"
+    payload = torch.load(last, weights_only=True)
+    best = payload["meta"]["report"]["best"]
+    payload["meta"]["report"]["best"] = {"best_epoch": best["best_epoch"], "time_to_best": best["time_to_best"],
+                                         "valid_ndcg@100": best["best_valid_ndcg"], "chosen_on": "validation"}
+    torch.save(payload, last)
+    resumed = run([*common, "-e", "3", "--resume"])
+    assert resumed["selected_on"] == "validation" and resumed["epochs"] == 3
+    history = [r["valid_ndcg"] for r in torch.load(last, weights_only=True)["meta"]["report"]["history"]]
+    assert resumed["best_epoch"] == max(range(3), key=lambda e: (history[e], -e))
+    assert resumed["best_valid_ndcg"] == max(history) and first["best_valid_ndcg"] == max(history[:2])
