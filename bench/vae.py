@@ -1,5 +1,6 @@
-"""VAE-CF: `python -m training` on the lists layout (Mult-VAE, default flags) beside a plain PyTorch Mult-VAE (`bench/vae_reference.py`) on
-the same lists split of the synthetic ml-1m: test NDCG@100 / Recall of the best validation epoch, users/s."""
+"""VAE-CF: `python -m training` on the lists layout (Mult-VAE, default flags) beside a plain PyTorch Mult-VAE
+(`bench/vae_reference.py`) on the same lists split of the synthetic ml-1m: test NDCG@100 / Recall of the best
+validation epoch, users/s."""
 from __future__ import annotations
 
 import json

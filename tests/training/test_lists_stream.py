@@ -4,7 +4,8 @@ steps on every rank, held-out users split over ranks, train lists in fewer files
 import torch
 
 from contract.feature_spec import FeatureSpec
-from training.data.lists import ListStream, checked_item_counts, load_heldout
+from training.data.lists import ListStream, load_heldout
+from training.data.popularity import checked_item_counts
 from training.runtime import Runtime
 
 from ..etl.test_lists import lists_of
@@ -40,10 +41,11 @@ def test_held_out_users_are_split_over_ranks(prepared_lists):
     assert len(users) == len(set(users)) == 40 == shares[0].total_users
     expected = lists_of(spec, "validation")
     for share in shares:
-        for j, (fold_in, target) in enumerate(share.batches(7)):
-            for r, user in enumerate(share.users[7 * j:7 * j + 7].tolist()):
-                assert _rows(fold_in)[r] == tuple(sorted(expected[user][0]))
-                assert _rows(target)[r] == tuple(sorted(expected[user][1]))
+        n_items = spec.item_cardinality
+        fold_in, target = share.fold_in.rows(0, len(share.users), n_items), share.target.rows(0, len(share.users), n_items)
+        for r, user in enumerate(share.users.tolist()):
+            assert _rows(fold_in)[r] == tuple(sorted(expected[user][0]))
+            assert _rows(target)[r] == tuple(sorted(expected[user][1]))
 
 
 def test_fewer_files_than_ranks_are_rewritten(prepared_lists, tmp_path):
@@ -59,4 +61,4 @@ def test_fewer_files_than_ranks_are_rewritten(prepared_lists, tmp_path):
     stream = ListStream(spec, 8, Runtime(rank=1, world=3), seed=0)
     assert len(stream.files) == 8 and stream._scratch is not None
     stream.close()
-    assert not stream._scratch.exists()
+    assert not stream._scratch.folder.exists()

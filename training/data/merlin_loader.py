@@ -8,9 +8,14 @@ private name of the Merlin loader that this code sets or overrides is listed in 
 from __future__ import annotations
 
 import functools
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from contract.errors import UserError
 
 from ..runtime import Runtime
 from ..seeds import epoch_seed
@@ -33,6 +38,30 @@ LOADER_INTERNALS = {
     "_convert_df_to_tensors": "overridden (_OwnRowOrder): pandas list columns become (values, offsets) with one "
                               "np.concatenate instead of merlin.core.dispatch.flatten_list_column_values",
 }
+
+
+# Train data the loader cannot stream as it is (csv, features over several chunks, fewer files than ranks)
+# is rewritten once into this many parquet parts (or one per rank), removed when the stream closes.
+SCRATCH_PARTS = 8
+
+
+class ScratchParts:
+    """A pyarrow table written as parquet parts in a temporary folder, enough for every rank to get a share."""
+
+    def __init__(self, table, runtime: Runtime, unit: str):
+        import pyarrow.parquet as pq
+
+        parts = min(max(SCRATCH_PARTS, runtime.world), table.num_rows)
+        if parts < runtime.world:
+            raise UserError(f"the train data has {table.num_rows} {unit}, fewer than the {runtime.world} ranks")
+        self.folder = Path(tempfile.mkdtemp(prefix="train-parts-"))
+        self.files = []
+        for i, rows in enumerate(np.array_split(np.arange(table.num_rows), parts)):
+            self.files.append(str(self.folder / f"part_{i:05d}.parquet"))
+            pq.write_table(table.slice(int(rows[0]), len(rows)), self.files[-1])
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def epoch_dataset(files: list[str], seed: int, epoch: int, runtime: Runtime):

@@ -1,22 +1,13 @@
 """The pairs layout: streamed (user, item, label) positives with uniform negatives drawn on the device."""
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
-import numpy as np
 import torch
 
-from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 
 from ..runtime import Runtime
 from ..seeds import epoch_seed
-from .merlin_loader import epoch_dataset, epoch_loader, equal_steps
-
-# BYO layouts other than one parquet chunk are rewritten once into this many parquet parts.
-MATERIALISED_PARTS = 8
+from .merlin_loader import ScratchParts, epoch_dataset, epoch_loader, equal_steps
 
 
 class TrainStream:
@@ -40,21 +31,15 @@ class TrainStream:
 
     def _materialise(self, spec: FeatureSpec) -> list[str]:
         """Rewrite train data as parquet parts the loader can stream and give every rank a share of."""
-        frame = spec.read("train", self.features)
-        self._scratch = Path(tempfile.mkdtemp(prefix="ncf-train-"))
-        files = []
-        parts = min(max(MATERIALISED_PARTS, self.runtime.world), len(frame))
-        if parts < self.runtime.world:
-            raise UserError(f"the train data has {len(frame)} rows, fewer than the {self.runtime.world} ranks")
-        for i, part in enumerate(np.array_split(np.arange(len(frame)), parts)):
-            path = self._scratch / f"part_{i:05d}.parquet"
-            frame.iloc[part].to_parquet(path, index=False)
-            files.append(str(path))
-        return files
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(spec.read("train", self.features), preserve_index=False)
+        self._scratch = ScratchParts(table, self.runtime, "rows")
+        return self._scratch.files
 
     def close(self) -> None:
         if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch.close()
 
     def _loader(self, epoch: int):
         from nvtabular.loader.torch import TorchAsyncItr

@@ -45,12 +45,14 @@ class Task(ABC):
 
     # ---- flags -------------------------------------------------------------------------------
     @classmethod
+    @abstractmethod
     def add_arguments(cls, group) -> None:
         """The family's own flags, each with default None so a flag given to another family is seen."""
 
     @classmethod
+    @abstractmethod
     def check_args(cls, args: argparse.Namespace, error: Callable[[str], None]) -> None:
-        """Refuse values of the family's flags that cannot work (after defaults are filled in)."""
+        """Fill in the family's own defaults and refuse values of its flags that cannot work."""
 
     # ---- model -------------------------------------------------------------------------------
     @abstractmethod
@@ -58,7 +60,8 @@ class Task(ABC):
         """What checkpoints record and `models.build_model` builds, from the flags."""
 
     def initialise(self, model: torch.nn.Module) -> None:
-        """Weights other than a fresh model's or a checkpoint's (e.g. pretrained parts)."""
+        """Weights other than a fresh model's or a checkpoint's (e.g. pretrained parts); none by default."""
+        return None
 
     # ---- training ----------------------------------------------------------------------------
     @abstractmethod

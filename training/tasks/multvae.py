@@ -107,9 +107,8 @@ class MultVAETask(Task):
     def heldout(self, split: str) -> RankingSet:
         if split not in self._heldout:
             held = load_heldout(self.spec, split, self.runtime)
-            fold_in = Lists(*held.fold_in)
-            self._heldout[split] = RankingSet(held.users, fold_in, fold_in, Lists(*held.target), held.n_items,
-                                              held.total_users)
+            self._heldout[split] = RankingSet(held.users, held.fold_in, held.fold_in, held.target,
+                                              self.spec.item_cardinality, held.total_users)
         return self._heldout[split]
 
     def _rank(self, score_users, split: str) -> dict:
