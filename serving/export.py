@@ -284,7 +284,7 @@ def export(args) -> dict:
     if args.data is not None:
         spec = FeatureSpec.from_yaml(args.data)
         variant = meta["architecture"]["variant"]
-        check_layout(task_for(variant), variant, spec, f"checkpoint {args.checkpoint}")
+        check_layout(task_for(variant), variant, spec, f"checkpoint {args.checkpoint} ({variant})")
         checkpoint.check_fits({"meta": meta}, args.checkpoint, spec.table_sizes)
     models = [family]
     if spec is not None:  # the raw-id ensemble only where the repository holds all a score needs

@@ -17,7 +17,7 @@ def evaluate_checkpoint(args, runtime: Runtime) -> dict:
     payload = checkpoint.load(args.load_checkpoint_path)
     meta = payload["meta"]
     variant = meta["architecture"]["variant"]
-    check_layout(task_for(variant), variant, spec, f"checkpoint {args.load_checkpoint_path}")
+    check_layout(task_for(variant), variant, spec, f"checkpoint {args.load_checkpoint_path} ({variant})")
     checkpoint.check_fits(payload, args.load_checkpoint_path, spec.table_sizes)
     task_class = for_family(args, variant)
     report = Report(args, runtime, task_class)

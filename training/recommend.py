@@ -151,7 +151,7 @@ class Recommender:
         self.payload = checkpoint.load(checkpoint_path)
         self.variant = self.payload["meta"]["architecture"]["variant"]
         self.task = task_for(self.variant)
-        check_layout(self.task, self.variant, spec, f"checkpoint {checkpoint_path}")
+        check_layout(self.task, self.variant, spec, f"checkpoint {checkpoint_path} ({self.variant})")
         checkpoint.check_fits(self.payload, checkpoint_path, spec.table_sizes)
         self.user_vocab, self.item_vocab = load_vocabularies(spec, workflow_of(spec, workflow))
         self.users, self.items = VocabularyIndex(self.user_vocab), VocabularyIndex(self.item_vocab)

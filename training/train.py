@@ -89,7 +89,7 @@ class Trainer:
         if self.init_payload:
             variant = self.init_payload["meta"]["architecture"]["variant"]
             if task_for(variant) is not task_class:
-                check_layout(task_for(variant), variant, spec, f"--init_from {args.init_from}")
+                check_layout(task_for(variant), variant, spec, f"--init_from {args.init_from} ({variant})")
         self.arch = self.init_payload["meta"]["architecture"] if self.init_payload else task.architecture()
         per_rank = task.batch_per_rank()
         torch.manual_seed(args.seed)

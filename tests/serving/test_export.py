@@ -236,9 +236,9 @@ def test_vae_export_says_why_there_is_no_score_ensemble(tmp_path, trained_vae, c
 @pytest.mark.parametrize("case", ["pairs checkpoint, lists data", "lists checkpoint, pairs data"])
 def test_export_refuses_data_of_the_other_layout_in_one_line(tmp_path, request, capsys, case):
     if case.startswith("pairs"):
-        checkpoint, data, words = "trained", "prepared_lists", "is neumf, which needs the pairs layout"
+        checkpoint, data, words = "trained", "prepared_lists", "(neumf) needs the pairs layout"
     else:
-        checkpoint, data, words = "trained_vae", "prepared", "is multvae, which needs the lists layout"
+        checkpoint, data, words = "trained_vae", "prepared", "(multvae) needs the lists layout"
     assert export_main(["--checkpoint", str(request.getfixturevalue(checkpoint)), "--data",
                         str(request.getfixturevalue(data)), "--output", str(tmp_path / "repo")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

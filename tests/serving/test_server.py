@@ -297,9 +297,9 @@ def test_startup_errors_are_one_line(tmp_path, request, case):
     if case == "bad checkpoint":
         checkpoint, words = tmp_path / "missing.pth", "missing.pth does not exist"
     elif case == "pairs checkpoint, lists data":
-        data, words = request.getfixturevalue("prepared_lists"), "is neumf, which needs the pairs layout"
+        data, words = request.getfixturevalue("prepared_lists"), "(neumf) needs the pairs layout"
     elif case == "lists checkpoint, pairs data":
-        checkpoint, words = request.getfixturevalue("trained_vae"), "is multvae, which needs the lists layout"
+        checkpoint, words = request.getfixturevalue("trained_vae"), "(multvae) needs the lists layout"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -5,7 +5,7 @@ from contract.feature_spec import FeatureSpec
 from etl.prepare import PrepareConfig, prepare
 from training.recommend import main as recommend_main
 
-from ..helpers import train, vocabulary, write_byo_dataset, write_ratings_csv
+from ..helpers import train, train_fails, vocabulary, write_byo_dataset, write_ratings_csv
 
 
 def test_recommend_excludes_history_and_flags_unknown_users(tmp_path, prepared, trained, capsys):
@@ -115,3 +115,14 @@ def test_amp_scores_in_low_precision_with_nearly_the_same_top_items(prepared, tr
     assert torch.allclose(fast, exact, rtol=0, atol=0.05)  # ... by bf16's rounding, no more
     shared = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact_items, fast_items)])
     assert shared > 0.8, shared
+
+
+def test_a_checkpoint_of_the_other_layout_is_one_line(tmp_path, prepared, prepared_lists, trained, capsys):
+    """A NeuMF checkpoint with lists data (once a KeyError: 'label_ch'), and --mode test likewise."""
+    out = tmp_path / "r.csv"
+    assert recommend_main(["--checkpoint", str(trained), "--data", str(prepared_lists), "--users", "1",
+                           "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(neumf) needs the pairs layout" in err[0] and not out.exists()
+    assert "(neumf) needs the pairs layout" in train_fails("--mode", "test", "--data", prepared_lists,
+                                                           "--load_checkpoint_path", trained)

@@ -90,7 +90,7 @@ def test_refuses_to_replace_an_earlier_run_and_bad_input(vae_run, prepared_lists
     root = vae_run[0]
     message = _fails(capsys, ["--data", str(prepared_lists), "-e", "1", "--checkpoint_dir", str(root / "ckpt")])
     assert "is from an earlier run: pass --resume" in message
-    assert "multvae, which needs the lists layout" in _fails(capsys, ["--data", str(prepared), "-e", "1"])
+    assert "--model multvae needs the lists layout" in _fails(capsys, ["--data", str(prepared), "-e", "1"])
     assert "does not exist" in _fails(capsys, ["--mode", "test", "--data", str(prepared_lists),
                                                "--load_checkpoint_path", str(root / "nope.pth")])
 

@@ -25,9 +25,9 @@ def task_for(variant: str) -> type[Task]:
 
 
 def check_layout(task: type[Task], variant: str, spec: FeatureSpec, what: str) -> None:
-    """One line naming the layout a family needs, when the data holds the other one."""
+    """One line naming the layout a family needs, when the data holds the other one; `what` names the model."""
     if spec.layout != task.layout:
-        raise UserError(f"{what} is {variant}, which needs the {task.layout} layout (made by {task.prepare_hint}); "
+        raise UserError(f"{what} needs the {task.layout} layout (made by {task.prepare_hint}); "
                         f"{spec.base_directory} holds the {spec.layout} layout, for "
                         f"{', '.join(t.variants[0] for t in TASKS if t.layout == spec.layout)}")
 
