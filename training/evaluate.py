@@ -20,7 +20,7 @@ def evaluate_checkpoint(args, runtime: Runtime) -> dict:
     check_layout(task_for(variant), variant, spec, f"checkpoint {args.load_checkpoint_path} ({variant})")
     checkpoint.check_fits(payload, args.load_checkpoint_path, spec.table_sizes)
     task_class = for_family(args, variant)
-    report = Report(args, runtime, task_class)
+    report = Report(args, runtime)
     task = report.task = task_class(args, spec, runtime, report.say)
     model = build_model(meta["architecture"], spec.table_sizes).to(runtime.device)
     model.load_state_dict(payload["model"])

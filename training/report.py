@@ -30,8 +30,9 @@ def figures(metrics: dict, k: int, prefix: str = "") -> str:
 
 
 class Report:
-    def __init__(self, args, runtime: Runtime, task):
-        self.args, self.runtime, self.task = args, runtime, task
+    def __init__(self, args, runtime: Runtime):
+        self.args, self.runtime = args, runtime
+        self.task = None  # the run's task, set once it is built (it reports through say())
         self.history: list[dict] = []
         self.best: dict = {"best_epoch": None, "time_to_best": None, "selected_on": None}
         self.elapsed = 0.0

@@ -73,7 +73,7 @@ class Trainer:
     def __init__(self, args, runtime: Runtime, task_class: type[Task], spec: FeatureSpec):
         self.args, self.runtime, self.spec = args, runtime, spec
         refuse_to_replace_an_earlier_run(args, runtime)
-        self.report = Report(args, runtime, task_class)
+        self.report = Report(args, runtime)
         if args.checkpoint_dir and runtime.is_main:
             self.report.say(f"run folder: {args.checkpoint_dir}" + (f", log {args.log_path}" if args.log_path else ""))
         self.task = self.report.task = task = task_class(args, spec, runtime, self.report.say)
