@@ -103,24 +103,24 @@ def start(checkpoint: Path, data: Path, tmp: Path):
     return served
 
 
-@pytest.fixture(scope="module")
-def server(prepared, trained, tmp_path_factory):
-    served = start(trained, prepared, tmp_path_factory.mktemp("serving"))
+def serving(checkpoint, data, folder):
+    """A server for the whole module, stopped at its end."""
+    served = start(checkpoint, data, folder)
     try:
         yield served
     finally:
         if served.proc.poll() is None:
             served.stop()
+
+
+@pytest.fixture(scope="module")
+def server(prepared, trained, tmp_path_factory):
+    yield from serving(trained, prepared, tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")
 def vae_server(prepared_lists, trained_vae, tmp_path_factory):
-    served = start(trained_vae, prepared_lists, tmp_path_factory.mktemp("serving_vae"))
-    try:
-        yield served
-    finally:
-        if served.proc.poll() is None:
-            served.stop()
+    yield from serving(trained_vae, prepared_lists, tmp_path_factory.mktemp("serving_vae"))
 
 
 def bytes_input(name: str, values) -> http.InferInput:
