@@ -1,5 +1,7 @@
 """The users split as properties over random interactions: disjoint users, 80/20 per held-out user, no
 held-out item outside the training items, seeded determinism, and the same result whatever the partitioning."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,8 +11,10 @@ from contract.errors import UserError
 from etl.user_split import (
     MIN_POSITIVES,
     UserLists,
+    _hash,
     choose_heldout,
     clean,
+    fold_in_and_target,
     split_users,
     train_item_counts,
 )
@@ -33,7 +37,8 @@ def interactions(draw):
 
 
 def run_split(users, lengths, items, labels, cardinality, n, seed, parts):
-    """The ETL's three passes over `parts` partitions of whole users; returns per-mapping {user: lists}."""
+    """The ETL's three passes over `parts` partitions of whole users; returns per-mapping {user: lists} and the
+    summed counts."""
     owner = np.repeat(np.arange(len(users)), lengths)
     assign = np.random.default_rng(len(users) + parts).integers(0, parts, len(users))
     cleaned = []
@@ -46,8 +51,11 @@ def run_split(users, lengths, items, labels, cardinality, n, seed, parts):
     validation, test = choose_heldout(all_users, np.concatenate([pos.lengths for pos, _, _ in cleaned]), n, seed)
     in_train = sum(train_item_counts(pos, validation, test, cardinality) for pos, _, _ in cleaned) > 0
     result = {"train": {}, "validation": {}, "test": {}, "known": {}}
+    totals = {key: sum(c[key] for _, _, c in cleaned) for key in cleaned[0][2]}  # the counts, summed as the ETL does
     for positives, known, _ in cleaned:
-        out, _ = split_users(positives, known, validation, test, in_train, seed)
+        out, counts = split_users(positives, known, validation, test, in_train, seed)
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
         for name in ("train", "known"):
             result[name].update(_as_dict(out[name]))
         for name in ("validation", "test"):
@@ -55,6 +63,7 @@ def run_split(users, lengths, items, labels, cardinality, n, seed, parts):
             assert np.array_equal(fold_in.users, target.users)
             folds, targets = _as_dict(fold_in), _as_dict(target)
             result[name].update({u: (folds[u], targets[u]) for u in folds})
+    result["counts"] = totals
     return result, in_train, (validation, test)
 
 
@@ -71,6 +80,20 @@ def _positives(users, lengths, items, labels):
             if label > 0 and item >= FIRST and item not in seen:
                 seen.append(int(item))
         out[int(user)] = seen
+        start += n
+    return out
+
+
+def _known(users, lengths, items, labels, positives):
+    """Per user with any: distinct in-vocabulary non-positive items that are not positives, first occurrence order."""
+    out, start = {}, 0
+    for user, n in zip(users, lengths):
+        seen = []
+        for item, label in zip(items[start:start + n], labels[start:start + n]):
+            if label <= 0 and item >= FIRST and item not in positives[int(user)] and item not in seen:
+                seen.append(int(item))
+        if seen:
+            out[int(user)] = tuple(seen)
         start += n
     return out
 
@@ -110,8 +133,20 @@ def test_split_properties(data, seed, parts):
             assert list(fold_in) == [i for i in kept if i not in target], "fold-in lost the time order"
         dropped = [u for u in (chosen[0] if name == "validation" else chosen[1]) if u not in whole[name]]
         assert all(len([i for i in positives[u] if i in train_items]) < 2 for u in dropped)
-    for user, known in whole["known"].items():
-        assert set(known).isdisjoint(positives[user]) and user in train | validation | test
+    kept = train | validation | test
+    assert whole["known"] == {u: k for u, k in _known(users, lengths, items, labels, positives).items() if u in kept}
+
+    counts = whole["counts"]
+    assert (counts["interactions"], counts["oov_rows_dropped"]) == (len(items), int((items < FIRST).sum()))
+    assert counts["duplicates_dropped"] == int(((labels > 0) & (items >= FIRST)).sum()) - sum(map(len, positives.values()))
+    assert counts["users_below_min_positives"] == sum(len(p) < MIN_POSITIVES for p in positives.values())
+    assert (counts["train_users"], counts["train_interactions"]) == (len(train), sum(map(len, whole["train"].values())))
+    for name in ("validation", "test"):
+        assert counts[f"{name}_users"] == len(whole[name])
+        assert counts[f"{name}_fold_in_items"] == sum(len(f) for f, _ in whole[name].values())
+        assert counts[f"{name}_target_items"] == sum(len(t) for _, t in whole[name].values())
+    assert counts["heldout_users_dropped"] == 2 * n - len(validation) - len(test)
+    assert counts["known_items"] == sum(map(len, whole["known"].values()))
 
 
 def test_seed_changes_the_choice_and_targets():
@@ -129,3 +164,58 @@ def test_seed_changes_the_choice_and_targets():
 def test_heldout_users_need_eligible_users():
     with pytest.raises(UserError, match="only 3 users have at least 5 positives"):
         choose_heldout(np.arange(10), np.r_[np.full(3, 5), np.full(7, 4)], 2, seed=0)
+
+
+@pytest.mark.parametrize("eligible, n, at_most", [(3, 2, 1), (4, 2, 1), (0, 1, 0)])
+def test_heldout_users_refusals_say_the_limit(eligible, n, at_most):
+    positives = np.r_[np.full(eligible, MIN_POSITIVES), np.full(3, MIN_POSITIVES - 1)]
+    message = (f"--heldout-users {n}: only {eligible} users have at least 5 positives, so 2 x {n} held-out users "
+               f"leave none to train on (use at most {at_most})")
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        choose_heldout(np.arange(len(positives)), positives, n, seed=0)
+    with pytest.raises(UserError, match="^--heldout-users must be at least 1$"):
+        choose_heldout(np.arange(len(positives)), positives, 0, seed=0)
+
+
+@pytest.mark.parametrize("eligible, n", [(15, 1), (200, 20)])
+def test_heldout_users_default_to_a_tenth_of_the_eligible_at_least_one(eligible, n):
+    positives = np.r_[np.full(eligible, MIN_POSITIVES), np.full(5, MIN_POSITIVES - 1)]
+    validation, test = choose_heldout(np.arange(len(positives)), positives, None, seed=0)
+    assert len(validation) == len(test) == n and set(validation) | set(test) <= set(range(eligible))
+
+
+def test_a_heldout_user_needs_two_items_that_training_users_have():
+    """The drop rule at its boundary: 2 training items are kept (1 target, 1 fold-in), 1 is dropped and counted."""
+    users = np.array([10, 11, 12, 13, 14])
+    items = [3, 4, 5, 6, 7] * 2 + [3, 4, 20, 21, 22] + [3, 20, 21, 22, 23] * 2
+    positives = UserLists.from_lengths(users, np.full(5, 5), items)
+    known = UserLists.from_lengths(users, np.zeros(5, dtype=np.int64), [])
+    in_train = np.isin(np.arange(30), [3, 4, 5, 6, 7])
+    out, counts = split_users(positives, known, [12, 13], [14], in_train, seed=0)
+    fold_in, target = out["validation"]
+    assert fold_in.users.tolist() == target.users.tolist() == [12] and len(target.items) == 1
+    assert sorted([*fold_in.items, *target.items]) == [3, 4] and len(out["test"][0]) == 0
+    assert counts["heldout_users_dropped"] == 2
+
+
+def test_targets_are_a_seeded_choice_per_user():
+    """Users with the same list get their own targets, and another seed (same parity) another choice."""
+    lists = UserLists.from_lengths(np.arange(FIRST, FIRST + 50), np.full(50, 10), np.tile(np.arange(10) + FIRST, 50))
+
+    def targets(seed):
+        return [tuple(t) for t in np.split(fold_in_and_target(lists, seed)[1].items, 50)]
+
+    assert len(set(targets(1))) > 1 and targets(1) != targets(3)
+
+
+def test_the_hash_spreads_consecutive_ids():
+    """No collision over 10,000 consecutive ids and the top bit set about half the time: a fair draw."""
+    h = _hash(7, 1, np.arange(10_000))
+    assert len(np.unique(h)) == len(h) and 0.45 < (h >> np.uint64(63)).mean() < 0.55
+
+
+def test_an_empty_partition_cleans_to_empty_lists():
+    empty = np.zeros(0, dtype=np.int64)
+    positives, known, counts = clean(empty, np.zeros(1, dtype=np.int64), empty, np.zeros(0), FIRST)
+    assert len(positives) == len(known) == 0 and counts == {"interactions": 0, "oov_rows_dropped": 0,
+                                                             "duplicates_dropped": 0}

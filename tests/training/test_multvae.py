@@ -95,3 +95,58 @@ def test_one_registry_builds_every_family_and_names_the_unknown():
     assert isinstance(build_model({"variant": "gmf", "factors": 8, "layers": [2]}, sizes), NeuMF)
     with pytest.raises(UserError, match="unknown model 'ease'"):
         build_model({"variant": "ease"}, sizes)
+
+
+def test_layers_mirror_dims_and_a_deeper_encoder_runs():
+    model = MultVAE(20, dims=(8, 6, 4), dropout=0.0).eval()
+    assert model.input_weight.shape == (20, 8) and model.input_bias.shape == (8,)
+    assert [tuple(layer.weight.shape) for layer in model.encoder] == [(6, 8)]
+    assert tuple(model.to_latent.weight.shape) == (8, 6)
+    assert [tuple(layer.weight.shape) for layer in model.decoder] == [(6, 4), (8, 6), (20, 8)]
+    x = batch(rows=30)  # more users than items
+    logits, mean, _ = model(x)
+    dense = x.to_dense()
+    h = torch.tanh(model.encoder[0](torch.tanh(dense / dense.norm(dim=1, keepdim=True) @ model.input_weight
+                                               + model.input_bias)))
+    assert logits.shape == (30, 20) and torch.allclose(mean, model.to_latent(h)[:, :4], atol=1e-5)
+
+
+def test_initialisation_is_glorot_uniform_with_small_normal_biases():
+    torch.manual_seed(0)
+    model = MultVAE(3000, dims=(600, 200), dropout=0.5)
+    limit = (6 / (3000 + 600)) ** 0.5
+    w = model.input_weight
+    assert w.abs().max().item() <= limit and w.min().item() < -0.95 * limit and w.max().item() > 0.95 * limit
+    for name, bias in [("input", model.input_bias), ("to_latent", model.to_latent.bias),
+                       *((f"decoder.{i}", layer.bias) for i, layer in enumerate(model.decoder))]:
+        assert abs(bias.mean().item()) < 5e-4 and abs(bias.std().item() - 0.001) < 3e-4, name
+
+
+def test_input_dropout_keeps_the_expectation():
+    torch.manual_seed(0)
+    model = MultVAE(20, dims=(4,), dropout=0.5)  # no hidden layer: the encoding is linear in the input
+    with torch.no_grad():
+        model.input_weight.fill_(1.0)
+        model.input_bias.zero_()
+    x = batch(rows=8)
+    expected = model.eval().encode(x)[0]
+    model.train()
+    draws = torch.stack([model.encode(x)[0] for _ in range(2000)])
+    assert not torch.equal(draws[0], expected)
+    torch.testing.assert_close(draws.mean(0), expected, atol=0.1, rtol=0)
+
+
+def test_the_latent_sample_is_the_mean_plus_the_std_times_standard_noise():
+    torch.manual_seed(0)
+    model = MultVAE(20, dims=(8, 4), dropout=0.0).train()
+    with torch.no_grad():
+        model.to_latent.bias[4:] = 2.0  # log-variance about 2: a std far from 1
+    seen, decode = [], model.decode
+    model.decode = lambda z: seen.append(z) or decode(z)
+    _, mean, logvar = model(batch(rows=500))
+    noise = (seen[0] - mean) / torch.exp(0.5 * logvar)
+    assert abs(noise.mean().item()) < 0.1 and abs(noise.std().item() - 1) < 0.05
+
+
+def test_one_anneal_step_starts_at_zero():
+    assert anneal(0, 1, 0.2) == 0.0 and anneal(1, 1, 0.2) == 0.2

@@ -112,3 +112,41 @@ def test_items_in_rows_score_against_each_column_user(variant):
     tiled = model(users, items)
     flat = model(users.repeat(5), items.reshape(-1)).view(5, 7)
     assert tiled.shape == (5, 7) and torch.allclose(tiled, flat, atol=1e-6)
+
+
+def test_every_embedding_table_starts_normal_with_std_0_01():
+    torch.manual_seed(0)
+    state = NeuMF(2000, 1500, mf_dim=16, mlp_layer_sizes=(32, 8)).state_dict()
+    for name in ("mf_user_embed.weight", "mf_item_embed.weight", "mlp_user_embed.weight", "mlp_item_embed.weight"):
+        assert abs(state[name].mean().item()) < 1e-3 and abs(state[name].std().item() - 0.01) < 1e-3, name
+
+
+def test_training_mode_applies_dropout_after_every_mlp_layer(monkeypatch):
+    import training.models.neumf as neumf
+
+    seen = []
+    monkeypatch.setattr(neumf, "dropout", lambda x, p, training: seen.append((p, training)) or x)
+    model = NeuMF(5, 6, mf_dim=2, mlp_layer_sizes=(4, 4, 2), dropout=0.3)
+    model.train()(torch.tensor([0, 1]), torch.tensor([2, 3]))
+    model.eval()(torch.tensor([0, 1]), torch.tensor([2, 3]))
+    assert seen == [(0.3, True), (0.3, True), (0.3, False), (0.3, False)]
+
+
+@pytest.mark.parametrize("p", [0.5, 0.9])
+def test_cpu_dropout_rate_is_p_rounded_to_a_256th(p):
+    from training.models.neumf import dropout
+
+    torch.manual_seed(0)
+    rate = (dropout(torch.ones(2**24), p, training=True) == 0).double().mean().item()  # standard error < 1.3e-4
+    assert abs(rate - round(p * 256) / 256) < 1e-3
+
+
+def test_a_state_dict_with_missing_unexpected_or_resized_tables_is_refused():
+    model = NeuMF(30, 20, mf_dim=4, mlp_layer_sizes=(8, 4), dropout=0.0)
+    state = model.state_dict()
+    with pytest.raises(RuntimeError, match="Missing key.*item_embed"):
+        model.load_state_dict({k: v for k, v in state.items() if k != "mlp_item_embed.weight"})
+    with pytest.raises(RuntimeError, match="Unexpected key.*extra"):
+        model.load_state_dict({**state, "extra": torch.zeros(1)})
+    with pytest.raises(RuntimeError, match="size mismatch for user_embed"):
+        model.load_state_dict({**state, "mf_user_embed.weight": torch.zeros(30, 5)})

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from training.models.multvae import MultVAE
+from training.models.multvae import MultVAE, elbo_loss
 from training.runtime import Runtime
 from training.sparse import multi_hot
 from training.tasks.multvae import MultVAETask
@@ -48,3 +48,16 @@ def test_the_kl_weight_follows_the_optimizer_step():
 def test_only_items_a_training_user_has_are_candidates():
     counts = torch.tensor([0, 0, 0, 3, 0, 1])
     assert MultVAETask.candidates(counts, 3).tolist() == [False, False, False, True, False, True]
+
+
+@pytest.mark.parametrize("micro_batches", [1, 3])
+def test_accumulated_loss_and_parts_are_the_batch_elbo(micro_batches):
+    model = MultVAE(20, dims=(8, 4), dropout=0.0).eval()
+    task = MultVAETask.__new__(MultVAETask)
+    task.args = Args(l2=0.01)
+    runtime, x = Runtime(), batch()
+    expected, parts = elbo_loss(model, model, x, task.beta(5), 0.01)
+    total, found = accumulate_gradients(task, model, model, x, micro_batches, 5, runtime, runtime.grad_scaler())
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert found["nll"].item() == pytest.approx(parts["nll"].item(), rel=1e-6)
+    assert found["kl"].item() == pytest.approx(parts["kl"].item(), rel=1e-6)

@@ -1,4 +1,6 @@
 """The NeuMF task: the batch it chooses, its loss and micro-batches, and the full-ranking users it builds."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,11 @@ from .flags import Args
 ])
 def test_batch_size_for_dataset_sizes(positives, expected):
     assert batch_size_for(positives, 4) == expected
+
+
+def test_batch_size_counts_each_positive_with_its_negatives():
+    # 130,000 positives x (1 + 4) samples / 64 steps = 10,156 -> 2**13; with 5 negatives, 12,188 -> 2**14
+    assert batch_size_for(130_000, 4) == 8192 and batch_size_for(130_000, 5) == 16384
 
 
 def test_a_run_without_b_says_what_it_chose(prepared, tmp_path):
@@ -52,6 +59,39 @@ def test_accumulated_gradients_equal_the_whole_batch(micro_batches, l2):
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-7, msg=name)
     assert len(task.micro_batches(batch, micro_batches)) == micro_batches
+
+
+def test_the_loss_is_the_mean_bce_plus_l2_times_the_penalty_whatever_the_micro_batches():
+    torch.manual_seed(0)
+    model = NeuMF(30, 20, mf_dim=4, mlp_layer_sizes=(8, 4), dropout=0.0)
+    users, items, labels = torch.randint(0, 30, (10,)), torch.randint(0, 20, (5, 10)), torch.randint(0, 2, (5, 10)).float()
+    task = NeuMFTask.__new__(NeuMFTask)
+    task.args = Args(l2=0.1)
+    expected = (torch.nn.functional.binary_cross_entropy_with_logits(model(users, items), labels)
+                + 0.1 * model.embedding_penalty(users, items)).item()
+    assert task.loss(model, model, (users, items, labels), 0)[0].item() == pytest.approx(expected, rel=1e-6)
+    runtime = Runtime()
+    total, _ = accumulate_gradients(task, model, model, (users, items, labels), 3, 0, runtime, runtime.grad_scaler())
+    assert total.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_every_micro_batch_but_the_last_runs_under_no_sync():
+    """DDP's no_sync skips the gradient all-reduce: only the last slice's backward may all-reduce."""
+    model = NeuMF(30, 20, mf_dim=4, mlp_layer_sizes=(8, 4), dropout=0.0)
+    batch = (torch.randint(0, 30, (10,)), torch.randint(0, 20, (5, 10)), torch.randint(0, 2, (5, 10)).float())
+    task, events = NeuMFTask.__new__(NeuMFTask), []
+    task.args = Args()
+    loss = task.loss
+    task.loss = lambda *args: events.append("loss") or loss(*args)
+
+    @contextlib.contextmanager
+    def no_sync():
+        events.append("no_sync")
+        yield
+
+    runtime = Runtime()
+    accumulate_gradients(task, model, model, batch, 3, 0, runtime, runtime.grad_scaler(), no_sync=no_sync)
+    assert events == ["no_sync", "loss", "no_sync", "loss", "loss"]
 
 
 def test_full_ranking_users_have_train_validation_and_known_items_excluded(prepared):
