@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etl.split import sample_negatives
+from contract.holdout import sample_negatives
 from etl.workflow import FIRST_ID
 
 
@@ -35,7 +35,8 @@ def prepare_pandas(source: Path, output: Path, negatives: int = 100, seed: int =
     first = ~df["u"].duplicated(keep="first")
     held_out = (last & ~first).to_numpy()
     train, test = df[~held_out], df[held_out]
-    negs = sample_negatives(test["u"].to_numpy(), df["u"].to_numpy(), df["i"].to_numpy(), item_card, negatives, seed)
+    negs = sample_negatives(test["u"].to_numpy(), df["u"].to_numpy(), df["i"].to_numpy(), item_card, negatives, seed,
+                           FIRST_ID)
     series = pd.DataFrame({
         "user_id": np.repeat(test["u"].to_numpy(), negatives + 1),
         "item_id": np.column_stack([test["i"].to_numpy(), negs]).ravel(),

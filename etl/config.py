@@ -72,7 +72,7 @@ class Layout:
     check: Callable  # (workflow, where) -> None: a UserError for a saved workflow of another layout
     cardinalities: Callable  # fitted workflow -> {"user_id": table size, "item_id": table size}
     split: Callable  # (cfg, workflow, dataset, cards, out, client, device, log) -> (totals, the layout's stats)
-    spec: Callable  # (out, cards, encoding, cfg) -> the FeatureSpec of what `split` wrote
+    spec: Callable  # (out, cards, encoding, cfg, the layout's stats) -> the FeatureSpec of what `split` wrote
     summary: Callable  # (log, cfg, stats) -> None: the closing lines
     name: str | None = None  # stats.json's "layout" (the pairs layout's stats predate the key)
     timestamp_optional: bool = False  # input without a timestamp column is read

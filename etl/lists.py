@@ -150,7 +150,8 @@ def split(cfg: PrepareConfig, workflow, dataset, cards: dict, out: Path, client,
     return totals, {"heldout_users": len(validation), "min_positives": MIN_POSITIVES}
 
 
-def lists_spec(directory: Path, cards: dict, encoding: dict, cfg: PrepareConfig | None = None) -> FeatureSpec:
+def lists_spec(directory: Path, cards: dict, encoding: dict, cfg: PrepareConfig | None = None,
+               layout_stats: dict | None = None) -> FeatureSpec:
     """The FeatureSpec of the lists layout: list features are declared `multivalued: true`."""
     item = {"dtype": "torch.int64", "cardinality": cards[ITEM], "multivalued": True}
     source = {}

@@ -2,7 +2,8 @@
 
 After the workflow (workflows/pairs.py): shuffle the encoded rows by user, then per partition the
 leave-latest-out split with verified test negatives (the rules are in `split`), written as
-DATA_DIR/train|test|validation|known/part_*.parquet.
+DATA_DIR/train|test|validation|known/part_*.parquet. Input without timestamps (or with one value for
+every row) holds out a seeded random positive per user instead of the latest, and says so.
 """
 from __future__ import annotations
 
@@ -23,17 +24,31 @@ from .workflow import fitted_cardinalities
 SPLITS = ("train", "test", "validation", "known")
 
 
-def write_partition(df, index: int, out: Path, item_cardinality: int, negatives: int, seed: int, validation: bool):
+def write_partition(df, index: int, out: Path, item_cardinality: int, negatives: int, seed: int, validation: bool,
+                    holdout: str):
     """Split one user-complete partition and write its train, test, validation and known files."""
-    *frames, counts = split_partition(to_host(df), item_cardinality, negatives, seed, validation)
+    *frames, counts = split_partition(to_host(df), item_cardinality, negatives, seed, validation, holdout)
     for name, frame in zip(SPLITS, frames):
         if len(frame):
             frame.to_parquet(out / name / f"part_{index:05d}.parquet", index=False)
     return counts
 
 
+def holdout_rule(dataset, client) -> str:
+    """"latest" where the timestamps tell interactions apart, else "random" (absent: all 0; or all one value)."""
+    column = dataset.to_ddf()["timestamp"]
+    low, high = (client.compute([column.min(), column.max()], sync=True) if client is not None
+                 else [v.compute() for v in (column.min(), column.max())])
+    return "latest" if low != high else "random"
+
+
 def split(cfg: PrepareConfig, workflow, dataset, cards: dict, out: Path, client, device: str, log: StageLog):
-    with log.stage("split", "dedup, leave-latest-out split, verified negatives, parquet"):
+    holdout = holdout_rule(dataset, client)
+    if holdout == "random":
+        log.say(f"note: {cfg.input} has no timestamps (no column '{cfg.columns.timestamp}', or one value throughout): "
+                f"each user's test and validation positives are seeded random ones (--seed {cfg.seed}), not the "
+                "latest; name the column with --timestamp-col if it has another name")
+    with log.stage("split", f"dedup, leave-{holdout}-out split, verified negatives, parquet"):
         encoded = encode(workflow, dataset)
         nparts = cfg.partitions or PARTITION_MULTIPLE * math.ceil(encoded.npartitions / PARTITION_MULTIPLE)
         # The local scheduler's disk shuffle spills (100M rows: 2.3 GB peak RSS vs 4.9 GB in memory);
@@ -45,18 +60,21 @@ def split(cfg: PrepareConfig, workflow, dataset, cards: dict, out: Path, client,
         import dask
 
         tasks = [
-            dask.delayed(write_partition)(part, i, out, cards["item_id"], cfg.negatives, cfg.seed, cfg.validation)
+            dask.delayed(write_partition)(part, i, out, cards["item_id"], cfg.negatives, cfg.seed, cfg.validation,
+                                          holdout)
             for i, part in enumerate(by_user.to_delayed())
         ]
         counts = compute_with_progress(*tasks, client=client, quiet=cfg.quiet)
     totals = {key: sum(c[key] for c in counts) for key in counts[0]}
     _check_positives(cfg, totals)
-    return totals, {"negatives_per_series": cfg.negatives}
+    return totals, {"negatives_per_series": cfg.negatives, "holdout": {"rule": holdout, "seed": cfg.seed}}
 
 
-def spec(out: Path, cards: dict, encoding: dict, cfg: PrepareConfig):
+def spec(out: Path, cards: dict, encoding: dict, cfg: PrepareConfig, layout_stats: dict):
     folders = {name: name for name in SPLITS if any((out / name).iterdir())}
-    return encoded_spec(out, cards, folders, encoding, cfg.negatives + 1)
+    found = encoded_spec(out, cards, folders, encoding, cfg.negatives + 1)
+    found.metadata["holdout"] = layout_stats["holdout"]  # which positive each test/validation series holds
+    return found
 
 
 def _check(workflow, where) -> None:
@@ -74,9 +92,11 @@ def _check_positives(cfg: PrepareConfig, totals: dict) -> None:
 
 
 def _summary(log: StageLog, cfg: PrepareConfig, stats: dict) -> None:
+    held = "latest" if stats["holdout"]["rule"] == "latest" else "seeded random"
     log.say(
         f"prepared {cfg.output}: {stats['train_rows']:,} train rows, {stats['test_series']:,} test and "
-        f"{stats['validation_series']:,} validation series x {cfg.negatives + 1}, {stats['users']:,} users, "
+        f"{stats['validation_series']:,} validation series x {cfg.negatives + 1} (each user's {held} positive), "
+        f"{stats['users']:,} users, "
         f"{stats['items']:,} items, {stats['known_pairs']:,} known non-positive pairs, "
         f"{stats['duplicates_dropped']:,} duplicates dropped, {log.total:.1f}s"
     )
@@ -87,5 +107,5 @@ def _summary(log: StageLog, cfg: PrepareConfig, stats: dict) -> None:
 
 LAYOUT = Layout(
     fitting="positive label, Categorify user and item ids", build=build_workflow, check=_check,
-    cardinalities=fitted_cardinalities, split=split, spec=spec, summary=_summary,
+    cardinalities=fitted_cardinalities, split=split, spec=spec, summary=_summary, timestamp_optional=True,
 )

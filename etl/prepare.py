@@ -76,7 +76,7 @@ def prepare(cfg: PrepareConfig) -> dict:
                 workflow.save(str(workflow_tmp))
             shutil.rmtree(scratch)
             encoding = encoding_metadata(workflow_dir, cfg.output, saved_at=workflow_tmp)
-            spec = chosen.spec(out, cards, encoding, cfg)
+            spec = chosen.spec(out, cards, encoding, cfg, layout_stats)
             spec.to_yaml(out / "feature_spec.yaml")
         stats = {
             "input": str(cfg.input), "format": fmt, "device": device, **({"layout": chosen.name} if chosen.name else {}),

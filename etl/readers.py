@@ -7,6 +7,7 @@ item ids, an int64 timestamp and a float32 rating (1.0 when the source has none)
 from __future__ import annotations
 
 import gzip
+import re
 import zipfile
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -113,14 +114,15 @@ def _extract_ratings(archive: Path, workdir: Path) -> Path:
 
 def _format_from_name(path: Path) -> str:
     plain = Path(_plain_name(path))
-    if plain.name in RATINGS_FILES:
-        return RATINGS_FILES[plain.name]
+    known = RATINGS_FILES.get(plain.name) or ("ml-1m" if plain.suffix == ".dat" else None)
+    if known in _LAYOUTS:  # MovieLens' own files have no header; a same-named file with one is a CSV
+        return known if _first_field_is_a_number(path) else "csv"
+    if known:
+        return known
     if plain.suffix == ".parquet":
         return "parquet"
     if plain.suffix in (".csv", ".tsv", ".txt"):
         return "csv"
-    if plain.suffix == ".dat":
-        return "ml-1m"
     raise UserError(f"cannot tell the format of {path}; pass --format ({', '.join(FORMATS[1:])})")
 
 
@@ -181,6 +183,14 @@ def _parse_csv_block(*args, **kwargs) -> pd.DataFrame:
         if df[column].dtype.kind == "u":
             raise ValueError(f"column {column}: {df[column].max()} does not fit a signed 64-bit integer")
     return df
+
+
+def _first_field_is_a_number(path: Path) -> bool:
+    """A first line that starts with a number is data (MovieLens' .dat and u.data); anything else is a header."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        line = f.readline(1 << 16).lstrip("\ufeff")
+    return bool(re.match(r"\s*-?\d+\s*(::|\t|,|;|\|)", line))
 
 
 def _blocksize(path: Path) -> str | None:

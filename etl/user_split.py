@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.errors import UserError
+from contract.holdout import hash_of
 
 MIN_POSITIVES = 5
 TARGET_SHARE = 0.2
 HELDOUT_SHARE = 0.1  # --heldout-users default: this share of the eligible users for validation, and as many for test
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _USERS_SALT, _TARGETS_SALT = 0x5553455253, 0x54415247  # separate streams for the two random choices
 
 
@@ -64,22 +64,6 @@ class UserLists:
 
     def __len__(self) -> int:
         return len(self.users)
-
-
-def _mix(x):
-    """splitmix64 finaliser: a well-spread 64-bit hash of uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        x = x + _GOLDEN
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-def _hash(seed: int, salt: int, *columns) -> np.ndarray:
-    h = _mix(np.full(len(columns[0]), (seed * 0x100000001 + salt) % 2**64, dtype=np.uint64))
-    for column in columns:
-        h = _mix(h ^ np.asarray(column).astype(np.uint64))
-    return h
 
 
 def clean(users, offsets, items, labels, first_index: int) -> tuple[UserLists, UserLists, dict]:
@@ -131,7 +115,7 @@ def choose_heldout(users, positives, n: int | None, seed: int, min_positives: in
     if 2 * n >= len(eligible):
         raise UserError(f"--heldout-users {n}: only {len(eligible):,} users have at least {min_positives} positives, so "
                         f"2 x {n} held-out users leave none to train on (use at most {max((len(eligible) - 1) // 2, 0):,})")
-    order = np.lexsort((eligible, _hash(seed, _USERS_SALT, eligible)))
+    order = np.lexsort((eligible, hash_of(seed, _USERS_SALT, eligible)))
     chosen = eligible[order]
     return np.sort(chosen[:n]), np.sort(chosen[n:2 * n])
 
@@ -155,7 +139,7 @@ def fold_in_and_target(heldout: UserLists, seed: int) -> tuple[UserLists, UserLi
     """Split each user's items at random: floor(TARGET_SHARE * n) (at least 1) targets, the rest fold-in."""
     owner = heldout.owners()
     n_target = np.maximum(1, np.floor(heldout.lengths * TARGET_SHARE).astype(np.int64))
-    order = np.lexsort((heldout.items, _hash(seed, _TARGETS_SALT, heldout.users[owner], heldout.items), owner))
+    order = np.lexsort((heldout.items, hash_of(seed, _TARGETS_SALT, heldout.users[owner], heldout.items), owner))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order)) - heldout.offsets[owner[order]]
     target = rank < n_target[owner]

@@ -167,3 +167,28 @@ def test_applying_a_saved_workflow_refuses_a_second_positive_rule(tmp_path, prep
     code = main(["prepare", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--workflow",
                  str(prepared.parent / "workflow"), "--min-rating", "4"])
     assert code == 2 and "the positive rule is part of the saved workflow" in capsys.readouterr().err
+
+
+def test_data_without_timestamps_holds_out_a_seeded_random_positive_and_says_so(tmp_path, capsys):
+    """The ml-1m pairs, play counts, ratings-only exports: no timestamp column is not a refusal."""
+    rows = [(u, (u + 3 * i) % 30 + 1) for u in range(1, 41) for i in range(12)]
+    raw = tmp_path / "pairs.csv"
+    pd.DataFrame(rows, columns=["userId", "movieId"]).to_csv(raw, index=False)
+    stats = prepare(PrepareConfig(input=raw, output=tmp_path / "out", negatives=5, seed=3))
+    assert "no timestamps" in capsys.readouterr().err
+    assert stats["holdout"] == {"rule": "random", "seed": 3} and stats["test_series"] == stats["validation_series"] == 40
+    spec = FeatureSpec.from_yaml(tmp_path / "out")
+    assert spec.metadata["holdout"] == {"rule": "random", "seed": 3}
+    vocab = vocabulary(spec.workflow_dir, "item_id")
+    test = spec.read("test").query("label == 1")
+    held = test["item_id"].map(vocab)
+    # a random positive per user, not always the same position (ties on a missing timestamp would be)
+    assert held.nunique() > 4
+    again = prepare(PrepareConfig(input=raw, output=tmp_path / "again", negatives=5, seed=3, quiet=True))
+    assert again["holdout"]["rule"] == "random"
+    pd.testing.assert_frame_equal(FeatureSpec.from_yaml(tmp_path / "again").read("test"), spec.read("test"))
+
+
+def test_data_with_timestamps_records_the_latest_rule(prepared):
+    assert FeatureSpec.from_yaml(prepared).metadata["holdout"]["rule"] == "latest"
+    assert json.loads((prepared / "stats.json").read_text())["holdout"]["rule"] == "latest"

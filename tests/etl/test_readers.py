@@ -240,3 +240,13 @@ def test_movielens_layout_id_past_int64_fails_cleanly(tmp_path):
     path.write_text("1\t10\t4\t100\n" * 20 + f"{2**63}\t10\t4\t100\n")  # past the rows Dask samples
     with pytest.raises(UserError, match=f"user id column: {2**63} does not fit a signed 64-bit integer"):
         stage_ratings(path, "ml-100k", ColumnNames(), tmp_path / "staged")
+
+
+@pytest.mark.parametrize("name", ["user_artists.dat", "ratings.dat", "u.data"])
+def test_a_movielens_named_file_with_a_header_is_read_as_a_csv(tmp_path, name):
+    """user_artists.dat (Last.fm) has a header and tabs: not MovieLens' headerless ratings.dat layout."""
+    path = tmp_path / name
+    path.write_text("userId\tmovieId\trating\ttimestamp\n" + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ROWS))
+    detected, frame = _read(path, tmp_path)
+    assert detected == "csv"
+    _expect(frame)

@@ -4,8 +4,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.split import dedup_and_split, sample_negatives, split_partition, unseen_counts
-from etl.workflow import FIRST_ID
+from etl.split import dedup_and_split, split_partition
 
 
 def test_split_by_hand_with_duplicates_and_ties():
@@ -20,31 +19,6 @@ def test_split_by_hand_with_duplicates_and_ties():
     assert sorted(zip(tr_u.tolist(), tr_i.tolist())) == [(3, 5), (3, 6), (3, 8), (4, 5), (7, 8)]
     # user 7 has one interaction: it stays in train and gets no test series
     assert 7 not in te_u
-
-
-def test_negatives_are_unseen_distinct_and_deterministic():
-    rng = np.random.default_rng(0)
-    users = np.repeat(np.arange(200), 30) + 3
-    items = rng.integers(3, 60, len(users))
-    test_users = np.arange(200) + 3
-    negs = sample_negatives(test_users, users, items, cardinality=63, n=25, seed=11)
-    assert negs.shape == (200, 25)
-    assert negs.min() >= 3 and negs.max() < 63
-    for u, row in zip(test_users, negs):
-        assert len(set(row)) == 25
-        assert not set(row) & set(items[users == u])
-    again = sample_negatives(test_users, users, items, cardinality=63, n=25, seed=11)
-    assert np.array_equal(negs, again)
-    # the draw for a user does not depend on which other users share the partition
-    alone = sample_negatives(test_users[:5], users[:150], items[:150], cardinality=63, n=25, seed=11)
-    assert np.array_equal(alone, negs[:5])
-
-
-def test_near_saturated_user_gets_every_remaining_item():
-    users = np.zeros(45, dtype=np.int64) + FIRST_ID
-    items = np.arange(3, 48)  # 45 of the 50 real items seen
-    negs = sample_negatives(np.array([3]), users, items, cardinality=53, n=5, seed=1)
-    assert sorted(negs[0]) == [48, 49, 50, 51, 52]
 
 
 def _encoded(rows):
@@ -101,29 +75,6 @@ def test_split_properties(rows, order_seed):
     perm = np.random.default_rng(order_seed).permutation(len(rows))
     again = dedup_and_split(users[perm], items[perm], times[perm])
     assert sorted(zip(again[2].tolist(), again[3].tolist())) == sorted(zip(te_u.tolist(), te_i.tolist()))
-
-
-@settings(max_examples=100, deadline=None)
-@given(histories=st.lists(st.sets(st.integers(FIRST_ID, 40), min_size=1, max_size=30), min_size=1, max_size=12),
-       n=st.integers(1, 8), seed=st.integers(0, 2**31))
-def test_negative_properties(histories, n, seed):
-    cardinality = 41
-    users = np.concatenate([np.full(len(h), u + FIRST_ID) for u, h in enumerate(histories)])
-    items = np.concatenate([sorted(h) for h in histories])
-    test_users = np.arange(len(histories)) + FIRST_ID
-    unseen = unseen_counts(test_users, users, cardinality)
-    assert unseen.tolist() == [cardinality - FIRST_ID - len(h) for h in histories]
-    if unseen.min() < n:  # split_partition keeps such users out of the test split
-        return
-    negs = sample_negatives(test_users, users, items, cardinality, n, seed)
-    assert negs.shape == (len(histories), n)
-    for row, history in zip(negs, histories):
-        assert len(set(row.tolist())) == n and not set(row.tolist()) & history
-        assert row.min() >= FIRST_ID and row.max() < cardinality
-    assert np.array_equal(negs, sample_negatives(test_users, users, items, cardinality, n, seed))
-    # a user's draw does not depend on who else shares the partition
-    first = users == test_users[0]
-    assert np.array_equal(negs[:1], sample_negatives(test_users[:1], users[first], items[first], cardinality, n, seed))
 
 
 def test_validation_is_the_second_latest_positive_with_its_own_negatives():

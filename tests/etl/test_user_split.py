@@ -11,7 +11,6 @@ from contract.errors import UserError
 from etl.user_split import (
     MIN_POSITIVES,
     UserLists,
-    _hash,
     choose_heldout,
     clean,
     fold_in_and_target,
@@ -206,12 +205,6 @@ def test_targets_are_a_seeded_choice_per_user():
         return [tuple(t) for t in np.split(fold_in_and_target(lists, seed)[1].items, 50)]
 
     assert len(set(targets(1))) > 1 and targets(1) != targets(3)
-
-
-def test_the_hash_spreads_consecutive_ids():
-    """No collision over 10,000 consecutive ids and the top bit set about half the time: a fair draw."""
-    h = _hash(7, 1, np.arange(10_000))
-    assert len(np.unique(h)) == len(h) and 0.45 < (h >> np.uint64(63)).mean() < 0.55
 
 
 def test_an_empty_partition_cleans_to_empty_lists():

@@ -1,0 +1,124 @@
+"""How a positive is held out and how its sampled negatives are drawn: the one implementation that the ETL
+(`etl prepare`) and training (a validation set carved from train, `training/data/carve.py`) share.
+
+Every random choice is a counter-based hash of (seed, user, item, ...): the result depends only on the
+data and the seed, never on how the data was partitioned or scheduled, so an ETL partition and a
+training process make the same choice for the same user. Pure numpy (the contract stays light).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+RANDOM_SALT = 0x52414E44  # the order of a user's positives when the data has no timestamps
+
+
+def mix(x):
+    """splitmix64 finaliser: a well-spread 64-bit hash of uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_of(seed: int, salt: int, *columns) -> np.ndarray:
+    """A uint64 hash per row of equally long integer `columns`, one independent stream per (seed, salt)."""
+    h = mix(np.full(len(columns[0]), (seed * 0x100000001 + salt) % 2**64, dtype=np.uint64))
+    for column in columns:
+        h = mix(h ^ np.asarray(column).astype(np.uint64))
+    return h
+
+
+def random_order(users, items, seed: int) -> np.ndarray:
+    """Stand-in timestamps for data without them: a seeded random order of each user's items, so that
+    "hold out the latest" holds out a seeded random positive (int64, comparable like timestamps)."""
+    return (hash_of(seed, RANDOM_SALT, users, items) >> np.uint64(1)).astype(np.int64)
+
+
+def hold_out_latest(users, items, timestamps):
+    """Each user's latest interaction, held out; users with one interaction keep it.
+
+    Tie-break on the latest timestamp: the interaction with the largest item index is held out.
+    Returns (rest users, items, timestamps, held users, items).
+    """
+    order = np.lexsort((items, timestamps, users))
+    users, items, timestamps = users[order], items[order], timestamps[order]
+    new_user = np.ones(len(users), dtype=bool)
+    new_user[1:] = users[1:] != users[:-1]
+    last = np.ones(len(users), dtype=bool)
+    last[:-1] = new_user[1:]
+    held = last & ~new_user
+    return users[~held], items[~held], timestamps[~held], users[held], items[held]
+
+
+def _candidates(seed: int, users, round_: int, width: int, cardinality: int, first_id: int, stream: int = 0):
+    with np.errstate(over="ignore"):
+        per_user = mix(mix(users.astype(np.uint64)) ^ np.uint64(seed))
+        if stream:  # another independent draw (validation) that leaves stream 0 (test) as it was
+            per_user = mix(per_user ^ mix(np.uint64(stream)))
+        slots = mix(np.arange(width, dtype=np.uint64) + np.uint64(round_ << 32))
+        hashed = mix(per_user[:, None] ^ slots[None, :])
+    return (first_id + hashed % np.uint64(cardinality - first_id)).astype(np.int64)
+
+
+def _first_occurrences(matrix):
+    """Mask of the first occurrence of each value in each row (column order)."""
+    order = np.argsort(matrix, axis=1, kind="stable")
+    ordered = np.take_along_axis(matrix, order, axis=1)
+    first = np.ones_like(ordered, dtype=bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    mask = np.empty_like(first)
+    np.put_along_axis(mask, order, first, axis=1)
+    return mask
+
+
+def unseen_counts(test_users, all_users, cardinality: int, first_id: int):
+    """How many real items each test user has not interacted with (`all_users`: one row per distinct pair)."""
+    known, seen = np.unique(all_users, return_counts=True)
+    if len(known) == 0:
+        return np.full(len(test_users), cardinality - first_id)
+    at = np.minimum(np.searchsorted(known, test_users), len(known) - 1)
+    return (cardinality - first_id) - np.where(known[at] == test_users, seen[at], 0)
+
+
+def sample_negatives(test_users, all_users, all_items, cardinality: int, n: int, seed: int, first_id: int,
+                     rounds: int = 3, stream: int = 0):
+    """`n` distinct items in [first_id, cardinality) per test user that the user never interacted with.
+
+    Vectorised rejection sampling over widening candidate rows; the rare users left
+    after `rounds` (those who have seen most of the catalogue) are drawn exactly.
+    Every test user must have at least `n` unseen items (see `unseen_counts`).
+    """
+    keys = np.sort(all_users.astype(np.int64) * cardinality + all_items)
+    result = np.zeros((len(test_users), n), dtype=np.int64)
+    pending = np.arange(len(test_users))
+    for round_ in range(rounds):
+        if pending.size == 0:
+            break
+        users = test_users[pending]
+        cand = _candidates(seed, users, round_, n * 2 ** (round_ + 1), cardinality, first_id, stream)
+        queries = users[:, None].astype(np.int64) * cardinality + cand
+        pos = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
+        valid = (keys[pos] != queries) & _first_occurrences(cand)
+        enough = valid.sum(axis=1) >= n
+        rank = np.cumsum(valid, axis=1)
+        take = valid & (rank <= n) & enough[:, None]
+        result[pending[enough]] = cand[take].reshape(-1, n)
+        pending = pending[~enough]
+    for row in pending:  # exact draw for near-saturated users
+        user = test_users[row]
+        lo, hi = np.searchsorted(keys, [user * cardinality, (user + 1) * cardinality])
+        unseen = np.setdiff1d(np.arange(first_id, cardinality), keys[lo:hi] - user * cardinality)
+        result[row] = np.random.default_rng([seed, int(user), stream]).choice(unseen, n, replace=False)
+    return result
+
+
+def series_columns(users, positives, negatives) -> dict:
+    """Evaluation series as columns, one row per (user, candidate): the positive first, then its negatives."""
+    length = negatives.shape[1] + 1
+    return {
+        "users": np.repeat(users, length),
+        "items": np.column_stack([positives, negatives]).ravel(),
+        "labels": np.tile(np.r_[1.0, np.zeros(length - 1)].astype(np.float32), len(users)),
+    }
