@@ -1,5 +1,6 @@
-"""python -m bench [--quick] [--only etl,loader,train,inference,scale,accuracy,serving,vae]: run benchmarks, write
-bench/results/*.json and regenerate BENCHMARKS.md."""
+"""python -m bench [--quick] [--only etl,loader,train,inference,scale,accuracy,serving,vae] [--data NAME=PATH ...]:
+run benchmarks, write bench/results/*.json and regenerate BENCHMARKS.md. With --data, `accuracy` measures those
+real data sets (your files, never the repository's) instead of the synthetic sizes."""
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,23 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes, single runs (a few minutes)")
     p.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset")
+    p.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
+                   help="real data for `accuracy`: a prepared folder or a raw ratings file, named as in the table "
+                        "(ncf-ml-1m, ml-100k, ml-1m-pairs get the published figures beside them); repeatable")
     args = p.parse_args(argv)
+    real = {}
+    for item in args.data:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            p.error(f"--data {item!r}: expected NAME=PATH")
+        real[name] = path
     for name in args.only.split(","):
         begin = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        BENCHMARKS[name].run(args.quick)
+        if name == "accuracy" and real:
+            accuracy.run_real(real, args.quick)
+        else:
+            BENCHMARKS[name].run(args.quick)
         print(f"[bench] {name} done in {time.perf_counter() - begin:.0f}s", file=sys.stderr, flush=True)
     print(f"[bench] wrote {report.write()}", file=sys.stderr)
     return 0

@@ -1,10 +1,16 @@
-"""Accuracy of the defaults and the alternatives on synthetic data at MovieLens sizes.
+"""Accuracy of the defaults and the alternatives: synthetic data at MovieLens sizes, and real data given with
+`--data NAME=PATH` (never part of the repository: the path is the user's).
 
-For each size: TopPop, the defaults (batch sized to the data), the old fixed -b 65536, a
+Synthetic, for each size: TopPop, the defaults (batch sized to the data), the old fixed -b 65536, a
 smaller and a larger batch, two learning rates, L2, and --pretrain. The figures are test
 HR@10/NDCG@10 of the epoch chosen on validation (sampled, 100 negatives), plus full-ranking
-HR@10 of that model where measured. Accuracy does not depend on timing, so this may run
-beside other work; its seconds do.
+HR@10 of that model where measured.
+
+Real data: PATH is a prepared folder (feature_spec.yaml: its layout says which family) or a raw ratings
+file, prepared here in both layouts (`etl prepare`, and `--split users` for Mult-VAE). Each family's
+defaults and the alternatives in REAL_CONFIGS run on it; the figures are test figures of the epoch chosen on
+validation (carved from train where the data has none), beside TopPop and the published figures in
+PUBLISHED. Accuracy does not depend on timing, so this may run beside other work; its seconds do.
 """
 from __future__ import annotations
 
@@ -59,6 +65,68 @@ def train(data, flags: list[str], workdir, full_ranking: bool) -> dict:
     return {"flags": " ".join(flags) or "(none)", "seconds": result["seconds"], **{
         k: summary.get(k) for k in ("best_hr", "best_ndcg", "best_valid_hr", "best_epoch", "toppop_hr", "toppop_ndcg",
                                     "full_hr", "full_ndcg", "toppop_full_hr")}}
+
+
+# Real data: family -> setting -> extra flags ("defaults" first); quick runs the defaults only.
+REAL_CONFIGS = {
+    "neumf": {"defaults": [], "--pretrain": ["--pretrain"]},
+    "multvae": {"defaults": []},
+}
+# Published test figures on the real sets that `../shared/realdata/` builds, by the NAME given to --data.
+PUBLISHED = {
+    "ncf-ml-1m": [("TopPop (Ferrari Dacrema et al. 2021)", {"hr": 0.4533, "ndcg": 0.2542}),
+                  ("NeuMF without pretraining (He et al. 2017)", {"hr": 0.705, "ndcg": 0.426}),
+                  ("NeuMF reproduced (Ferrari Dacrema et al. 2021)", {"hr": 0.7093, "ndcg": 0.4349}),
+                  ("EASE^R (Ferrari Dacrema et al. 2021)", {"hr": 0.7192, "ndcg": 0.4494}),
+                  ("iALS (Rendle et al. 2022)", {"hr": 0.722, "ndcg": 0.445}),
+                  ("NeuMF with pretraining (He et al. 2017)", {"hr": 0.730, "ndcg": 0.447})],
+}
+REAL_KEYS = ("best_hr", "best_ndcg", "best_recall@20", "best_recall@50", "best_valid_hr", "best_valid_ndcg",
+             "best_epoch", "time_to_best", "toppop_hr", "toppop_ndcg", "toppop_recall@20", "toppop_recall@50",
+             "validation", "k", "model", "epochs")
+
+
+def real_layouts(name: str, path) -> dict:
+    """layout -> prepared folder: the folder itself, or a raw file prepared in both layouts."""
+    from pathlib import Path
+
+    from contract.feature_spec import FeatureSpec
+
+    path = Path(path)
+    if (path / "feature_spec.yaml").exists():
+        return {FeatureSpec.from_yaml(path).layout: path}
+    folders = {"pairs": DATA / f"real-{name}-pairs", "lists": DATA / f"real-{name}-lists"}
+    for layout, target in folders.items():
+        if not (target / "feature_spec.yaml").exists():
+            split = ["--split", "users"] if layout == "lists" else []
+            run_measured(python("-m", "etl", "prepare", "--input", path, "--output", target, "--overwrite", "--quiet",
+                                *split), timeout=3600)
+    return folders
+
+
+def train_real(data, flags: list[str], workdir) -> dict:
+    argv = python("-m", "training", "--data", data, "--checkpoint_dir", workdir, "--overwrite", *flags)
+    result = run_measured(argv, timeout=6 * 3600)
+    summary = json.loads(result["stdout"].strip().splitlines()[-1])
+    return {"flags": " ".join(flags) or "(none)", "seconds": result["seconds"],
+            **{k: summary.get(k) for k in REAL_KEYS if k in summary}}
+
+
+def run_real(data: dict, quick: bool = False) -> None:
+    """data: NAME -> PATH. Writes bench/results/accuracy-real.json."""
+    from training.tasks import DEFAULT_FOR_LAYOUT
+
+    results = {}
+    for name, path in data.items():
+        results[name] = {}
+        for layout, folder in real_layouts(name, path).items():
+            family = DEFAULT_FOR_LAYOUT[layout]
+            configs = REAL_CONFIGS[family]
+            names = ("defaults",) if quick else tuple(configs)
+            results[name][family] = {setting: train_real(folder, configs[setting],
+                                                         DATA / f"accuracy-real/{name}/{family}/{i}")
+                                     for i, setting in enumerate(names)}
+            save("accuracy-real", {"quick": quick, "data": results})
 
 
 def run(quick: bool = False, sizes=None) -> None:

@@ -148,6 +148,37 @@ def accuracy_section(p) -> list[str]:
     return lines
 
 
+def accuracy_real_section(p) -> list[str]:
+    from .accuracy import PUBLISHED
+
+    lines = ["## Accuracy on real data (`bench/accuracy.py --data`)", _machine(p), "",
+             "`python -m bench --only accuracy --data NAME=PATH` on real MovieLens built as `../shared/realdata/` says "
+             "(never in the repository). Test figures of the epoch chosen on validation (carved from train where the "
+             "data has none: never test), each family's default flags unless the flags say otherwise; seconds end to "
+             "end including evaluation; time to best = training and evaluation seconds until the chosen epoch.", ""]
+    for name, families in p["data"].items():
+        for family, runs in families.items():
+            first = next(iter(runs.values()))
+            k = first.get("k")
+            if family == "neumf":
+                cells = (("HR", "best_hr", "toppop_hr"), ("NDCG", "best_ndcg", "toppop_ndcg"))
+            else:
+                cells = (("NDCG", "best_ndcg", "toppop_ndcg"), ("Recall@20", "best_recall@20", "toppop_recall@20"),
+                         ("Recall@50", "best_recall@50", "toppop_recall@50"))
+            header = ["setting", "flags", *(f"{c[0]}@{k}" if "@" not in c[0] else c[0] for c in cells),
+                      "best epoch", "time to best s", "s"]
+            rows = [(setting, f"`{r['flags']}`", *(f"{r[c[1]]:.4f}" if r.get(c[1]) is not None else "-" for c in cells),
+                     r["best_epoch"], f"{r['time_to_best']:.0f}" if r.get("time_to_best") else "-", f"{r['seconds']:.0f}")
+                    for setting, r in runs.items()]
+            rows.append(("TopPop", "", *(f"{first[c[2]]:.4f}" if first.get(c[2]) is not None else "-" for c in cells),
+                         "", "", ""))
+            if family == "neumf":
+                rows += [(f"published: {who}", "", f"{fig['hr']:.4f}", f"{fig['ndcg']:.4f}", "", "", "")
+                         for who, fig in PUBLISHED.get(name, [])]
+            lines += [f"**{name}**, {family} (validation: {first.get('validation') or '-'})", "", *_table(header, rows)]
+    return lines
+
+
 def serving_section(p) -> list[str]:
     def cells(r):
         return [f"{r['requests_per_s']:,.1f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['requests']:,}"]
@@ -197,7 +228,8 @@ def vae_section(p) -> list[str]:
 
 
 SECTIONS = {"etl": etl_section, "train": train_section, "inference": inference_section, "loader": loader_section,
-            "scale": scale_section, "accuracy": accuracy_section, "serving": serving_section, "vae": vae_section}
+            "scale": scale_section, "accuracy": accuracy_section, "accuracy-real": accuracy_real_section,
+            "serving": serving_section, "vae": vae_section}
 
 
 def write():

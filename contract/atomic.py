@@ -108,3 +108,11 @@ def atomic_file(final: Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def scratch_dir(name: str) -> Path:
+    """A private folder for a run's intermediate files in the system's temporary folder, named as the
+    temporaries above so that the next run sweeps the ones a killed run left; the caller removes it."""
+    final = Path(tempfile.gettempdir()) / name
+    sweep_stale_temporaries(final)
+    return Path(_temporary(final, tempfile.mkdtemp))

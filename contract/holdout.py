@@ -7,10 +7,17 @@ training process make the same choice for the same user. Pure numpy (the contrac
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 RANDOM_SALT = 0x52414E44  # the order of a user's positives when the data has no timestamps
+_TARGETS_SALT = 0x54415247  # which of a held-out user's items are targets
+TARGET_SHARE = 0.2  # of a held-out user's items, the targets (at least 1); the rest are folded in
+# Held-out users (lists layout): this share of the eligible users for validation, and as many for test, at least
+# HELDOUT_FLOOR where the data has 5 x that many users (NDCG@100 over a few dozen users is mostly noise).
+HELDOUT_SHARE, HELDOUT_FLOOR = 0.1, 300
 
 
 def mix(x):
@@ -122,3 +129,57 @@ def series_columns(users, positives, negatives) -> dict:
         "items": np.column_stack([positives, negatives]).ravel(),
         "labels": np.tile(np.r_[1.0, np.zeros(length - 1)].astype(np.float32), len(users)),
     }
+
+
+@dataclass
+class UserLists:
+    """Ragged per-user item lists: user i owns items[offsets[i]:offsets[i + 1]]."""
+
+    users: np.ndarray    # (U,) int64
+    offsets: np.ndarray  # (U + 1,) int64
+    items: np.ndarray    # (offsets[-1],) int64
+
+    @classmethod
+    def from_lengths(cls, users, lengths, items) -> "UserLists":
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(np.asarray(users, dtype=np.int64), offsets, np.asarray(items, dtype=np.int64))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def owners(self) -> np.ndarray:
+        """The row (not the user id) each item belongs to."""
+        return np.repeat(np.arange(len(self.users)), self.lengths)
+
+    def take_users(self, keep: np.ndarray) -> "UserLists":
+        """The rows where `keep` (a boolean per user) is True."""
+        return self.keep_items(keep[self.owners()], keep)
+
+    def keep_items(self, keep_item: np.ndarray, keep_user: np.ndarray | None = None) -> "UserLists":
+        """Drop the items where `keep_item` is False (and the users where `keep_user` is False)."""
+        lengths = np.bincount(self.owners()[keep_item], minlength=len(self.users))
+        if keep_user is None:
+            keep_user = np.ones(len(self.users), dtype=bool)
+        return UserLists.from_lengths(self.users[keep_user], lengths[keep_user], self.items[keep_item])
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def fold_in_and_target(heldout: UserLists, seed: int) -> tuple[UserLists, UserLists]:
+    """Split each user's items at random: floor(TARGET_SHARE * n) (at least 1) targets, the rest fold-in."""
+    owner = heldout.owners()
+    n_target = np.maximum(1, np.floor(heldout.lengths * TARGET_SHARE).astype(np.int64))
+    order = np.lexsort((heldout.items, hash_of(seed, _TARGETS_SALT, heldout.users[owner], heldout.items), owner))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - heldout.offsets[owner[order]]
+    target = rank < n_target[owner]
+    return heldout.keep_items(~target), heldout.keep_items(target)
+
+
+def default_heldout_users(eligible: int) -> int:
+    """Validation users (and as many test users) of `eligible` when not given: HELDOUT_SHARE of them, raised
+    towards HELDOUT_FLOOR while at least 3/5 of the users are left to train on."""
+    return max(1, min(max(int(eligible * HELDOUT_SHARE), HELDOUT_FLOOR), eligible // 5))

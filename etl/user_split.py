@@ -16,54 +16,13 @@ Both lists keep the time order. Every decision depends only on (seed, user, item
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from contract.errors import UserError
-from contract.holdout import hash_of
+from contract.holdout import UserLists, default_heldout_users, fold_in_and_target, hash_of
 
 MIN_POSITIVES = 5
-TARGET_SHARE = 0.2
-HELDOUT_SHARE = 0.1  # --heldout-users default: this share of the eligible users for validation, and as many for test
-_USERS_SALT, _TARGETS_SALT = 0x5553455253, 0x54415247  # separate streams for the two random choices
-
-
-@dataclass
-class UserLists:
-    """Ragged per-user item lists: user i owns items[offsets[i]:offsets[i + 1]]."""
-
-    users: np.ndarray    # (U,) int64
-    offsets: np.ndarray  # (U + 1,) int64
-    items: np.ndarray    # (offsets[-1],) int64
-
-    @classmethod
-    def from_lengths(cls, users, lengths, items) -> "UserLists":
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return cls(np.asarray(users, dtype=np.int64), offsets, np.asarray(items, dtype=np.int64))
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def owners(self) -> np.ndarray:
-        """The row (not the user id) each item belongs to."""
-        return np.repeat(np.arange(len(self.users)), self.lengths)
-
-    def take_users(self, keep: np.ndarray) -> "UserLists":
-        """The rows where `keep` (a boolean per user) is True."""
-        return self.keep_items(keep[self.owners()], keep)
-
-    def keep_items(self, keep_item: np.ndarray, keep_user: np.ndarray | None = None) -> "UserLists":
-        """Drop the items where `keep_item` is False (and the users where `keep_user` is False)."""
-        lengths = np.bincount(self.owners()[keep_item], minlength=len(self.users))
-        if keep_user is None:
-            keep_user = np.ones(len(self.users), dtype=bool)
-        return UserLists.from_lengths(self.users[keep_user], lengths[keep_user], self.items[keep_item])
-
-    def __len__(self) -> int:
-        return len(self.users)
+_USERS_SALT = 0x5553455253  # the held-out users' stream (the targets have theirs: contract/holdout.py)
 
 
 def clean(users, offsets, items, labels, first_index: int) -> tuple[UserLists, UserLists, dict]:
@@ -104,12 +63,12 @@ def choose_heldout(users, positives, n: int | None, seed: int, min_positives: in
     """(validation users, test users), sorted: the 2N eligible users with the smallest hash of (seed, user).
 
     `users` and `positives` are one entry per user over the whole data (any order); N defaults to
-    HELDOUT_SHARE of the eligible users.
+    `default_heldout_users` of the eligible users.
     """
     users, positives = np.asarray(users, dtype=np.int64), np.asarray(positives)
     eligible = users[positives >= min_positives]
     if n is None:
-        n = max(1, int(len(eligible) * HELDOUT_SHARE))
+        n = default_heldout_users(len(eligible))
     if n < 1:
         raise UserError("--heldout-users must be at least 1")
     if 2 * n >= len(eligible):
@@ -133,17 +92,6 @@ def train_item_counts(positives: UserLists, validation_users, test_users, cardin
     """How many training users have each item (sum over partitions for the global set)."""
     train = roles(positives.users, positives.lengths, validation_users, test_users, min_positives)["train"]
     return np.bincount(positives.take_users(train).items, minlength=cardinality)
-
-
-def fold_in_and_target(heldout: UserLists, seed: int) -> tuple[UserLists, UserLists]:
-    """Split each user's items at random: floor(TARGET_SHARE * n) (at least 1) targets, the rest fold-in."""
-    owner = heldout.owners()
-    n_target = np.maximum(1, np.floor(heldout.lengths * TARGET_SHARE).astype(np.int64))
-    order = np.lexsort((heldout.items, hash_of(seed, _TARGETS_SALT, heldout.users[owner], heldout.items), owner))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order)) - heldout.offsets[owner[order]]
-    target = rank < n_target[owner]
-    return heldout.keep_items(~target), heldout.keep_items(target)
 
 
 def split_users(positives: UserLists, known: UserLists, validation_users, test_users, in_train: np.ndarray,

@@ -1,9 +1,9 @@
 """What a run tells people, for every family: timestamped lines, a JSON line per epoch, TensorBoard
 scalars, a plot, and the summary that ends as the last stdout line.
 
-Key names are the same for every family: an epoch record holds `valid_<m>` (or `<m>` when the test split
-picks the epoch, for data without validation), the summary `best_<m>` (test figures of the chosen
-model), `best_valid_<m>`, `toppop_<m>`, `selected_on`, `best_epoch`; `<m>` is hr, ndcg, recall or recall@R.
+Key names are the same for every family: an epoch record holds `valid_<m>`, the summary `best_<m>` (test
+figures of the model chosen on validation, never on test), `best_valid_<m>`, `toppop_<m>`, `selected_on`,
+`validation` (where the validation set came from), `best_epoch`; `<m>` is hr, ndcg, recall or recall@R.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class Report:
         self.elapsed = 0.0
         self.baselines: dict = {}
         self.select_on: str | None = None
+        self.validation = "the data's validation mapping"  # or how it was carved from train (data/carve.py)
         self.writer = None
 
     def say(self, message: str) -> None:
@@ -100,7 +101,7 @@ class Report:
                             if m.startswith(self.prefix) and is_metric(m.removeprefix(self.prefix))}}
         parts = "".join(f", {name} {record[name]:.3f}" for name in ("nll", "kl", "beta") if name in record)
         shown = {m: record[self.prefix + m] for m in self.task.shown_metrics if self.prefix + m in record}
-        where = {"validation": "valid ", "test": "test "}.get(self.select_on, "")
+        where = "valid " if self.select_on else ""
         self.say(f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}{' (' + parts[2:] + ')' if parts else ''}"
                  f"  {figures(shown, self.args.topk, where)}  train {_rate(record['train_throughput'])} "
                  f"{self.task.unit}/s  {record['train_seconds']:.1f}s" + ("  *" if improved and key in record else ""))
@@ -138,6 +139,7 @@ class Report:
             "train_throughput": _mean(r["train_throughput"] for r in runs),
             "eval_throughput": _mean(r["eval_throughput"] for r in runs if "eval_throughput" in r),
             **self.baselines,
+            "validation": self.validation if self.select_on else None,
             "k": self.args.topk,
         }
         if self.runtime.is_main and self.args.checkpoint_dir:

@@ -1,7 +1,7 @@
 """python -m training: the one training loop, for every model family (see `tasks/`).
 
-`Trainer.fit` reads top to bottom: the popularity baseline, then per epoch train, evaluate the split
-that picks the best epoch (validation; test only where the data has none, and it says so), report,
+`Trainer.fit` reads top to bottom: the popularity baseline, then per epoch train, evaluate the validation
+split that picks the best epoch (carved from train where the data has none: never test), report,
 checkpoint; at the end the chosen model's test figures. The family (its task) brings its flags, model,
 stream, loss and evaluation; the loop brings resume, DDP, precision, gradient accumulation, checkpoints,
 selection and the re-run rules, once.
@@ -24,6 +24,7 @@ from contract.feature_spec import FeatureSpec
 
 from . import checkpoint
 from .args import for_family, parse_args
+from .data.carve import needs_carving
 from .models import build_model
 from .optim import adam
 from .report import Report
@@ -76,14 +77,25 @@ class Trainer:
         self.report = Report(args, runtime)
         if args.checkpoint_dir and runtime.is_main:
             self.report.say(f"run folder: {args.checkpoint_dir}" + (f", log {args.log_path}" if args.log_path else ""))
+        self.carved, self.stream = None, None
+        if not args.no_eval and needs_carving(spec):  # never choose on test
+            self.carved = task_class.carve_validation(spec, args.seed)
+            spec = self.spec = self.carved.spec
+            self.report.say(f"note: the FeatureSpec has no validation mapping: {self.carved.what}")
+            self.report.validation = self.carved.what
+        try:
+            self._build(task_class, spec)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, task_class: type[Task], spec: FeatureSpec) -> None:
+        args, runtime = self.args, self.runtime
         self.task = self.report.task = task = task_class(args, spec, runtime, self.report.say)
         self.splits = [] if args.no_eval else [s for s in ("validation", "test") if s in spec.source_spec]
-        self.report.select_on = "validation" if "validation" in self.splits else ("test" if self.splits else None)
+        self.report.select_on = "validation" if "validation" in self.splits else None
         if not self.splits and not args.no_eval:
             self.report.say("note: the FeatureSpec has no validation or test mapping; training without evaluation")
-        elif self.report.select_on == "test":
-            self.report.say("note: the FeatureSpec has no validation mapping: the best epoch is chosen on the test "
-                            "split, which flatters the reported figures")
         # --init_from continues someone's model: its architecture wins over the flags.
         self.init_payload = checkpoint.load(args.init_from) if args.init_from else None
         if self.init_payload:
@@ -100,6 +112,13 @@ class Trainer:
         self._restore()
         self.ddp = DistributedDataParallel(self.model) if runtime.world > 1 else None
         self.stream = task.stream(per_rank)
+
+    def close(self) -> None:
+        """Remove what this run wrote only for itself (the stream's scratch parts, a carved validation set)."""
+        if self.stream is not None:
+            self.stream.close()
+        if self.carved is not None:
+            self.carved.close()
 
     def _restore(self) -> None:
         args = self.args
@@ -168,6 +187,12 @@ class Trainer:
             **state, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()})
 
     def fit(self) -> dict:
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> dict:
         args, runtime, report, task = self.args, self.runtime, self.report, self.task
         for split in self.splits:
             report.baseline(split, task.baseline(split))
@@ -186,7 +211,6 @@ class Trainer:
                 report.say(f"{report.key} {record[report.key]:.4f} reached --threshold {args.threshold}: stopping")
                 break
         runtime.barrier()
-        self.stream.close()
         if "test" in self.splits and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
             report.final({**task.evaluate(self.model, "test"), **task.extra_test(self.model)})

@@ -176,8 +176,8 @@ def test_heldout_users_refusals_say_the_limit(eligible, n, at_most):
         choose_heldout(np.arange(len(positives)), positives, 0, seed=0)
 
 
-@pytest.mark.parametrize("eligible, n", [(15, 1), (200, 20)])
-def test_heldout_users_default_to_a_tenth_of_the_eligible_at_least_one(eligible, n):
+@pytest.mark.parametrize("eligible, n", [(4, 1), (15, 3), (200, 40), (2_000, 300), (6_040, 604)])
+def test_heldout_users_default_to_a_tenth_raised_towards_300_leaving_three_fifths_to_train(eligible, n):
     positives = np.r_[np.full(eligible, MIN_POSITIVES), np.full(5, MIN_POSITIVES - 1)]
     validation, test = choose_heldout(np.arange(len(positives)), positives, None, seed=0)
     assert len(validation) == len(test) == n and set(validation) | set(test) <= set(range(eligible))

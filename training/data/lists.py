@@ -32,7 +32,7 @@ def _chunk_with(spec: FeatureSpec, mapping: str, features) -> dict:
     return chunk
 
 
-def _read_lists(spec: FeatureSpec, mapping: str, features) -> dict:
+def read_lists(spec: FeatureSpec, mapping: str, features) -> dict:
     """Every file of a mapping's chunk: numpy columns, list columns as (offsets, values), ids checked."""
     chunk = _chunk_with(spec, mapping, features)
     parts = [read_parquet_lists(path, features) for path in chunk["files"]]
@@ -112,7 +112,7 @@ class HeldOut:
 def load_heldout(spec: FeatureSpec, mapping: str, runtime: Runtime) -> HeldOut:
     """Users with at least one target item, split over ranks by whole users."""
     user, fold_in, target = spec.user_feature, spec.fold_in_feature, spec.target_feature
-    data = _read_lists(spec, mapping, [user, fold_in, target])
+    data = read_lists(spec, mapping, [user, fold_in, target])
     scored = np.flatnonzero(np.diff(data[target][0]) > 0)
     if len(scored) == 0:
         raise UserError(f"source_spec.{mapping}: no user has a target item to predict")

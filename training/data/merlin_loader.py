@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import functools
 import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from contract.atomic import scratch_dir
 from contract.errors import UserError
 
 from ..runtime import Runtime
@@ -54,7 +53,7 @@ class ScratchParts:
         parts = min(max(SCRATCH_PARTS, runtime.world), table.num_rows)
         if parts < runtime.world:
             raise UserError(f"the train data has {table.num_rows} {unit}, fewer than the {runtime.world} ranks")
-        self.folder = Path(tempfile.mkdtemp(prefix="train-parts-"))
+        self.folder = scratch_dir("train-parts")
         self.files = []
         for i, rows in enumerate(np.array_split(np.arange(table.num_rows), parts)):
             self.files.append(str(self.folder / f"part_{i:05d}.parquet"))

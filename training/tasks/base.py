@@ -89,6 +89,11 @@ class Task(ABC):
         return {}
 
     # ---- evaluation --------------------------------------------------------------------------
+    @staticmethod
+    @abstractmethod
+    def carve_validation(spec: FeatureSpec, seed: int):
+        """A `data.carve.Carved` validation set taken out of train, for data with test but no validation."""
+
     @abstractmethod
     def evaluate(self, model: torch.nn.Module, split: str) -> dict:
         """The family's figures of `model` on a split (validation or test), with eval_seconds/throughput."""

@@ -11,6 +11,7 @@ import torch
 
 from contract.errors import UserError
 
+from ..data.carve import carve_lists
 from ..data.lists import ListStream, load_heldout
 from ..data.popularity import checked_item_counts
 from ..models.multvae import ACTIVATIONS, VARIANTS, anneal, elbo_loss
@@ -104,6 +105,8 @@ class MultVAETask(Task):
         return {"beta": self.beta(step)}
 
     # ---- evaluation --------------------------------------------------------------------------
+    carve_validation = staticmethod(carve_lists)
+
     def heldout(self, split: str) -> RankingSet:
         if split not in self._heldout:
             held = load_heldout(self.spec, split, self.runtime)

@@ -15,6 +15,7 @@ import torch
 from contract.errors import UserError
 
 from .. import checkpoint
+from ..data.carve import carve_pairs
 from ..data.pairs import TrainStream
 from ..data.popularity import checked_item_counts
 from ..data.test_series import load_test_series
@@ -157,6 +158,8 @@ class NeuMFTask(Task):
         return batch[2].numel()
 
     # ---- evaluation --------------------------------------------------------------------------
+    carve_validation = staticmethod(carve_pairs)
+
     def series(self, split: str):
         if split not in self._series:
             check_topk(self.args.topk, self.spec)
