@@ -40,8 +40,9 @@ def run(quick: bool) -> dict:
     ours, plain = [], []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as scratch:  # a log, so no default run folder with checkpoints
-            result = run_measured(python("-m", "training", "--data", data, "-e", epochs, "--seed", seed, "--log_path",
-                                         Path(scratch) / "log.jsonl"))
+            # -b 500: the reference's batch (the default is sized to the data)
+            result = run_measured(python("-m", "training", "--data", data, "-e", epochs, "-b", 500, "--seed", seed,
+                                         "--log_path", Path(scratch) / "log.jsonl"))
         ours.append({**_in_reference_terms(_summary(result)), "wall_seconds": result["seconds"],
                      "peak_rss_mib": result["peak_rss_mib"]})
         result = run_measured(python("-m", "bench.vae_reference", "--data", data, "--epochs", epochs, "--seed", seed))

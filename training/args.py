@@ -50,8 +50,8 @@ def parser() -> tuple[argparse.ArgumentParser, dict[type[Task], list[str]]]:
     p.add_argument("-e", "--epochs", type=int, help=per_family("epochs"))
     p.add_argument("-b", "--batch_size", "--batch_size_train", dest="batch_size", type=int,
                    help="per optimizer step over all ranks: samples (a positive and its negatives each count) for "
-                        "neumf, gmf, mlp, users for multvae (default: neumf sized to the data, about 64 steps per "
-                        "epoch; multvae 500)")
+                        "neumf, gmf, mlp, users for multvae (default: sized to the data, about 64 steps per epoch for "
+                        "neumf, 32 for multvae within 32-500 users)")
     p.add_argument("--valid_batch_size", "--batch_size_validation", dest="valid_batch_size", type=int,
                    help="per evaluation forward pass: samples for neumf, users for multvae (memory grows with it) "
                         + per_family("valid_batch_size"))

@@ -24,7 +24,7 @@ def test_dle_vae_cf_spellings_are_aliases_of_the_shared_flags():
     ("neumf", {"epochs": 10, "learning_rate": 0.005, "topk": 10, "dropout": 0.0, "layers": [128, 64, 32],
                "batch_size": None, "factors": 32, "negative_samples": 4, "eval": "sampled"}),
     ("multvae", {"epochs": 60, "learning_rate": 0.001, "topk": 100, "dropout": 0.5, "layers": [600, 200],
-                 "batch_size": 500, "activation": "tanh", "total_anneal_steps": 2000, "eval": "full"}),
+                 "batch_size": None, "activation": "tanh", "total_anneal_steps": 2000, "eval": "full"}),
 ])
 def test_each_family_fills_in_its_defaults_and_help_shows_them(variant, expected):
     args = parse_args(["--data", "d", "--no_eval"])

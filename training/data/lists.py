@@ -51,6 +51,17 @@ def read_lists(spec: FeatureSpec, mapping: str, features) -> dict:
     return out
 
 
+def count_rows(spec: FeatureSpec, mapping: str) -> int:
+    """Rows (users) of a mapping, from the parquet footers."""
+    import pyarrow.parquet as pq
+
+    chunk = _chunk_with(spec, mapping, [spec.user_feature])
+    try:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in chunk["files"])
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read source_spec.{mapping}: {str(exc).splitlines()[0]}")
+
+
 class ListStream:
     """Training users through merlin.dataloader's torch Loader, as CSR multi-hot batches on the device.
 

@@ -7,12 +7,14 @@ baseline on the same users; NDCG@K picks the best epoch, as in Liang et al. and 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from contract.errors import UserError
 
 from ..data.carve import carve_lists
-from ..data.lists import ListStream, load_heldout
+from ..data.lists import ListStream, count_rows, load_heldout
 from ..data.popularity import checked_item_counts
 from ..models.multvae import ACTIVATIONS, VARIANTS, anneal, elbo_loss
 from ..ranking import RankingSet, evaluate_ranking, popularity_scores
@@ -21,6 +23,15 @@ from .base import Task
 
 RECALL_AT = (20, 50)  # DLE VAE-CF's Recall@20 and Recall@50, reported beside the -k figures
 ANNEAL_STEPS, ANNEAL_CAP, ACTIVATION = 2000, 0.2, "tanh"
+# -b by default: about this many steps per epoch (DLE's 500 users per step leaves data of a few hundred users one
+# step an epoch, and the KL weight a few hundredths of its cap at the end), between MIN_USERS and DLE's 500.
+STEPS_PER_EPOCH, MIN_USERS, MAX_USERS = 32, 32, 500
+
+
+def users_per_step_for(train_users: int) -> int:
+    """Users per step: the power of two nearest to train_users / STEPS_PER_EPOCH, within [MIN_USERS, MAX_USERS]."""
+    wanted = max(train_users / STEPS_PER_EPOCH, 1.0)
+    return int(min(MAX_USERS, max(MIN_USERS, 2 ** round(math.log2(wanted)))))
 
 
 class MultVAETask(Task):
@@ -34,7 +45,7 @@ class MultVAETask(Task):
     protocols = ("full",)
     needs_history = True
     defaults = {"epochs": 60, "learning_rate": 0.001, "layers": [600, 200], "dropout": 0.5, "topk": 100,
-                "valid_batch_size": 2000, "batch_size": 500, "l2": 0.0, "eval": "full"}
+                "valid_batch_size": 2000, "l2": 0.0, "eval": "full"}
 
     @classmethod
     def add_arguments(cls, group) -> None:
@@ -72,7 +83,12 @@ class MultVAETask(Task):
 
     # ---- training ----------------------------------------------------------------------------
     def batch_per_rank(self) -> int:
-        """-b counts users over all ranks."""
+        """-b counts users over all ranks; by default sized to the number of training users."""
+        if self.args.batch_size is None:
+            users = count_rows(self.spec, "train")
+            self.args.batch_size = users_per_step_for(users)
+            self.say(f"-b {self.args.batch_size} users chosen for {users:,} training users: about "
+                     f"{math.ceil(users / self.args.batch_size)} steps per epoch (pass -b to choose)")
         per_rank = self.args.batch_size // self.runtime.world
         if per_rank < 1:
             raise UserError(f"-b {self.args.batch_size} users is smaller than the {self.runtime.world} ranks")

@@ -1,14 +1,38 @@
 """The Mult-VAE task: micro-batches of whole users, the annealed KL weight it logs, what it recommends."""
+import json
+
 import pytest
 import torch
 
 from training.models.multvae import MultVAE, elbo_loss
 from training.runtime import Runtime
 from training.sparse import multi_hot
-from training.tasks.multvae import MultVAETask
+from training.tasks.multvae import MultVAETask, users_per_step_for
 from training.train import accumulate_gradients
 
+from ...helpers import run_module
 from .flags import Args
+
+
+@pytest.mark.parametrize("users, expected", [
+    (483, 32),          # ml-latest-small: DLE's 500 would be one step an epoch
+    (4_840, 128),       # ml-1m's training users: about 38 steps an epoch
+    (116_677, 500),     # ml-20m: DLE's batch, the upper bound
+    (40, 32),           # a toy dataset: the lower bound
+])
+def test_users_per_step_for_dataset_sizes(users, expected):
+    assert users_per_step_for(users) == expected
+
+
+def test_a_run_without_b_says_how_many_users_per_step_it_chose(prepared_lists, tmp_path):
+    result = run_module("training", "--data", prepared_lists, "-e", "1", "--layers", "32", "8",
+                        "--checkpoint_dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(line for line in result.stderr.splitlines() if "chosen for" in line)
+    users = json.loads((prepared_lists / "stats.json").read_text())["train_users"]
+    chosen = users_per_step_for(users)
+    assert f"-b {chosen} users chosen for {users:,} training users" in line
+    assert json.loads(result.stdout.splitlines()[-1])["best_epoch"] == 0
 
 
 def batch(users=7, n_items=20, seed=0):
