@@ -127,7 +127,9 @@ class Report:
         """Test figures of the chosen model: `best_<m>`, and the other protocols' `full_<m>` as they are."""
         self.best.update({(m if m.startswith("full_") else f"best_{m}"): v for m, v in metrics.items()
                           if "eval_" not in m})
-        self.say(f"test figures of epoch {self.best['best_epoch']}'s model: {figures(metrics, self.args.topk)}")
+        when = self.best.get("time_to_best")
+        after = f", chosen on validation, reached after {when:.0f}s of training and evaluation" if when else ""
+        self.say(f"test figures of epoch {self.best['best_epoch']}'s model{after}: {figures(metrics, self.args.topk)}")
 
     def summary(self) -> dict:
         runs = self.history
