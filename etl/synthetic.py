@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contract.atomic import atomic_file
+from contract.atomic import atomic_file, refuse_existing
 from contract.errors import UserError
 
 MIN_RATINGS = 20
@@ -117,9 +117,10 @@ def user_chunk(rng, cat: Catalogue, first_user: int, counts: np.ndarray, genres:
 
 
 def generate(output, users: int = 6040, items: int = 3700, rows: int = 1_000_000, seed: int = 0,
-             genres: int = 18, progress=None) -> int:
+             genres: int = 18, progress=None, overwrite: bool = False) -> int:
     """Write ratings.csv (ml-20m layout) or .parquet to `output`; returns the row count."""
     output = Path(output)
+    refuse_existing(output, overwrite)
     if min(users, items, rows) < 1:
         raise UserError("--users, --items and --rows must be positive")
     if items < 2 * MIN_RATINGS:

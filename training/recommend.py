@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from contract.atomic import atomic_file
+from contract.atomic import atomic_file, refuse_existing
 from contract.chunks import read_parquet_lists
 from contract.errors import UserError, print_error
 from contract.feature_spec import FeatureSpec
@@ -299,8 +299,7 @@ def recommendation_rows(users, items, scores, rec: Recommender, source: str) -> 
 def check_output(output: Path, overwrite: bool) -> None:
     if output.suffix not in (".csv", ".parquet"):
         raise UserError(f"--output {output}: use a .csv or .parquet file name")
-    if output.exists() and not overwrite:
-        raise UserError(f"--output {output} exists: pass --overwrite to replace it")
+    refuse_existing(output, overwrite)
 
 
 def write(frame: pd.DataFrame, output: Path, overwrite: bool) -> None:

@@ -78,3 +78,14 @@ def test_download_offline_says_where_to_put_the_zip(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "ml-1m.zip" in lines[0] and "put it at" in lines[0]
     assert not list(tmp_path.iterdir())
+
+
+def test_synthetic_refuses_an_existing_output_unless_overwrite(tmp_path):
+    out = tmp_path / "ratings.csv"
+    out.write_text("mine\n")
+    args = ["etl", "synthetic", "--output", out, "--users", "30", "--items", "60", "--rows", "900"]
+    refused = run_module(*args, timeout=120)
+    assert refused.returncode == 2 and out.read_text() == "mine\n"
+    assert refused.stderr.strip().splitlines() == [f"error: output {out} already exists (pass --overwrite to replace it)"]
+    assert run_module(*args, "--overwrite", timeout=120).returncode == 0
+    assert out.read_text().startswith("userId,movieId,rating,timestamp")
