@@ -56,13 +56,25 @@ def accumulate_gradients(task: Task, net, model, batch, micro_batches: int, step
     return total, parts
 
 
+def nothing_to_resume(folder: Path) -> str:
+    """What to do when `folder` has no last.pth: advice that works, never "--resume" again."""
+    best = folder / checkpoint.BEST
+    return (f"{folder} holds no {checkpoint.LAST} to resume (the earlier run stopped before writing one): pass "
+            "--overwrite to start again" + (f", or --overwrite --init_from {best} to start from its best model"
+                                            if best.exists() else ""))
+
+
 def refuse_to_replace_an_earlier_run(args, runtime: Runtime) -> None:
     """A new run never silently replaces the checkpoints or the log of an earlier one."""
+    if args.resume and not (args.checkpoint_dir / checkpoint.LAST).exists():
+        raise UserError(nothing_to_resume(args.checkpoint_dir))
     earlier = [p for p in (*(args.checkpoint_dir / f for f in (checkpoint.BEST, checkpoint.LAST)
                              if args.checkpoint_dir), *([args.log_path] if args.log_path else [])) if p.exists()]
     if not earlier or args.resume:
         return
     if not args.overwrite:
+        if args.checkpoint_dir and not (args.checkpoint_dir / checkpoint.LAST).exists():
+            raise UserError(nothing_to_resume(args.checkpoint_dir))
         raise UserError(f"{earlier[0]} is from an earlier run: pass --resume to continue it or --overwrite to replace it")
     if runtime.is_main and args.log_path:
         args.log_path.unlink(missing_ok=True)  # its epochs would mix with this run's

@@ -157,6 +157,21 @@ def test_a_rerun_never_replaces_an_earlier_run_without_a_flag(tmp_path):
     assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [0]
 
 
+def test_a_run_killed_before_its_first_last_pth_gets_advice_that_works(tmp_path):
+    """Killed between the first model.pth and the first last.pth: neither message may send to the other."""
+    folder = write_byo_dataset(tmp_path / "byo")
+    ckpt = tmp_path / "ckpt"
+    common = ["--data", folder, *SMALL, "-b", "300", "-k", "2", "-e", "1", "--checkpoint_dir", ckpt]
+    train(*common)
+    (ckpt / "last.pth").unlink()
+    for flags in ([], ["--resume"]):
+        message = train_fails(*common, *flags)
+        assert "no last.pth to resume" in message and "pass --resume" not in message, message
+        assert f"--overwrite --init_from {ckpt / 'model.pth'}" in message, message
+    train(*common, "--overwrite", "--init_from", ckpt / "model.pth")
+    assert (ckpt / "last.pth").is_file()
+
+
 def test_load_checkpoint_path_in_train_mode_starts_from_those_weights(tmp_path):
     """DLE semantics: the weights are loaded before training (a tiny learning rate keeps them)."""
     folder = write_byo_dataset(tmp_path / "byo")
