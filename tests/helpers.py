@@ -73,3 +73,11 @@ def vocabulary(workflow_dir: Path, column: str) -> pd.Series:
     from etl.workflow import vocabulary_files
 
     return read_vocabulary(Path(workflow_dir) / vocabulary_files()[column], column)
+
+
+def truncated_vocabulary(workflow_dir: Path, copy: Path) -> Path:
+    """A copy of a saved workflow whose item vocabulary lost its second half (a full disk, a killed copy)."""
+    shutil.copytree(workflow_dir, copy)
+    vocab = copy / "categories" / "unique.item_id.parquet"
+    vocab.write_bytes(vocab.read_bytes()[: vocab.stat().st_size // 2])
+    return copy
