@@ -58,6 +58,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """Create `folder` and prove a file can be made in it, before a library's writer thread finds out
+    with a traceback (os.access says yes to root, and on read-only mounts)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write {flag} {folder}: {exc.strerror or exc}")
+
+
 def _writable_parent(final: Path) -> None:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 
 from .readers import FORMATS, ColumnNames
 
@@ -120,6 +120,8 @@ def main(argv=None) -> int:
         run(args)
     except UserError as exc:
         return print_error(exc)
+    except KeyboardInterrupt:
+        return interrupted()
     except (UnicodeDecodeError, OSError, ValueError) as exc:  # parse errors surfacing from Dask tasks
         return print_error(exc, "cannot read input: ")
     return 0

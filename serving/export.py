@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from contract.atomic import atomic_dir
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
 from training import checkpoint
 from training.models import build_model
@@ -315,6 +315,8 @@ def main(argv=None) -> int:
         summary = export(args)
     except UserError as exc:
         return print_error(exc)
+    except KeyboardInterrupt:
+        return interrupted()
     if args.data is None:
         print("note: without --data the repository holds the model alone (indices in); add --data for the workflow "
               "step" + ("" if "note" in summary else " and the `score` ensemble (raw ids in)"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,19 @@ def run_module(*args, timeout=600, cwd=None, env=None):
     """Run `python -m ...` in a fresh process, as a user would."""
     return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, **(env or {})})
+
+
+def interrupt(*args, ready, timeout=300) -> subprocess.CompletedProcess:
+    """Run `python -m ...` and press Ctrl-C (SIGINT) once `ready()` holds, as a user at a terminal would."""
+    proc = subprocess.Popen([sys.executable, "-m", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + timeout
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the command ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def train(*args, timeout=600) -> dict:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from contract.atomic import atomic_file, refuse_existing
 from contract.chunks import read_parquet_lists
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
 from contract.vocabulary import VocabularyIndex, read_vocabulary, vocabulary_fingerprint
 
@@ -319,6 +319,8 @@ def main(argv=None) -> int:
         write(frame, args.output, args.overwrite)
     except UserError as exc:
         return print_error(exc)
+    except KeyboardInterrupt:
+        return interrupted()
     print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
                       "popularity_fallback_users": int(frame.loc[frame["source"] == "popularity", "user"].nunique())}))
     return 0

@@ -19,7 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
 
 from . import checkpoint
@@ -260,8 +260,7 @@ def main(argv=None) -> int:
     except UserError as exc:
         return print_error(exc)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return interrupted()
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary), flush=True)
     return 0

@@ -5,7 +5,7 @@ import pytest
 
 from etl.__main__ import main
 
-from ..helpers import run_module, write_ratings_csv
+from ..helpers import interrupt, run_module, write_ratings_csv
 
 
 def _prepare(capsys, tmp_path, source, *extra):
@@ -90,3 +90,11 @@ def test_synthetic_refuses_an_existing_output_unless_overwrite(tmp_path):
     assert refused.stderr.strip().splitlines() == [f"error: output {out} already exists (pass --overwrite to replace it)"]
     assert run_module(*args, "--overwrite", timeout=120).returncode == 0
     assert out.read_text().startswith("userId,movieId,rating,timestamp")
+
+
+def test_ctrl_c_is_one_line_and_leaves_nothing(tmp_path):
+    out = tmp_path / "ratings.csv"
+    result = interrupt("etl", "synthetic", "--output", out, "--rows", "20000000",
+                       ready=lambda: any(tmp_path.glob(".ratings.csv.tmp-*")))
+    assert result.returncode == 130 and result.stderr.strip().splitlines()[-1] == "interrupted", result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())

@@ -10,7 +10,7 @@ import torch
 from training import train as loop
 from training.tasks.neumf import NeuMFTask
 
-from ..helpers import run_module, train, train_fails, write_byo_dataset
+from ..helpers import interrupt, run_module, train, train_fails, write_byo_dataset
 
 SMALL = ["-b", "4096", "-f", "8", "--layers", "16", "8", "-l", "0.01"]
 
@@ -172,6 +172,16 @@ def test_a_run_killed_before_its_first_last_pth_gets_advice_that_works(tmp_path)
     assert (ckpt / "last.pth").is_file()
 
 
+def test_ctrl_c_is_one_line_and_leaves_whole_checkpoints(tmp_path):
+    folder, ckpt = write_byo_dataset(tmp_path / "byo"), tmp_path / "ckpt"
+    result = interrupt("training", "--data", folder, "-e", "1000", *SMALL, "-b", "300", "-k", "2",
+                       "--checkpoint_dir", ckpt, ready=lambda: (ckpt / "last.pth").exists())
+    assert result.returncode == 130 and result.stderr.strip().splitlines()[-1] == "interrupted", result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not [p for p in ckpt.iterdir() if ".tmp-" in p.name]
+    assert torch.load(ckpt / "last.pth", weights_only=True)["meta"]["epoch"] >= 0
+
+
 def test_load_checkpoint_path_in_train_mode_starts_from_those_weights(tmp_path):
     """DLE semantics: the weights are loaded before training (a tiny learning rate keeps them)."""
     folder = write_byo_dataset(tmp_path / "byo")
@@ -183,9 +193,19 @@ def test_load_checkpoint_path_in_train_mode_starts_from_those_weights(tmp_path):
     assert again["best_hr"] == pytest.approx(first["best_hr"], abs=0.02)
 
 
-@pytest.mark.parametrize("flag", ["--checkpoint_dir", "--log_path"])
+@pytest.mark.parametrize("flag", ["--checkpoint_dir", "--log_path", "--tensorboard"])
 def test_unwritable_output_is_one_line(tmp_path, flag):
     folder = write_byo_dataset(tmp_path / "byo")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     assert "cannot" in train_fails("--data", folder, "-e", "1", *SMALL, "-b", "300", "-k", "2", flag, blocker / "out")
+
+
+def test_a_tensorboard_folder_nobody_may_write_is_one_line(tmp_path):
+    """An existing folder where no file can be made (once a traceback from TensorBoard's writer thread);
+    /proc/self refuses even root, who may write into any chmod 555 folder."""
+    folder = write_byo_dataset(tmp_path / "byo")
+    result = run_module("training", "--data", folder, "-e", "1", *SMALL, "-b", "300", "-k", "2",
+                        "--tensorboard", "/proc/self", timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot write --tensorboard /proc/self")
