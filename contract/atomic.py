@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .lock import exclusive
 
 
 def current_umask() -> int:
@@ -87,21 +88,25 @@ def _temporary(final: Path, make):
 
 @contextlib.contextmanager
 def atomic_dir(final: Path, overwrite: bool = False):
-    """Yield an empty temporary folder beside `final`; on success it becomes `final`."""
+    """Yield an empty temporary folder beside `final`; on success it becomes `final`.
+
+    `final` is locked for the whole block, so a second run on it refuses instead of racing this one.
+    """
     final = Path(final)
-    refuse_existing(final, overwrite)
     _writable_parent(final)
-    sweep_stale_temporaries(final)
-    tmp = Path(_temporary(final, tempfile.mkdtemp))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~current_umask())
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with exclusive(final):
+        refuse_existing(final, overwrite)
+        sweep_stale_temporaries(final)
+        tmp = Path(_temporary(final, tempfile.mkdtemp))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~current_umask())
+            if final.exists():
+                shutil.rmtree(final) if final.is_dir() else final.unlink()
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import pandas as pd
 
 from contract.atomic import atomic_file, refuse_existing
 from contract.errors import UserError
+from contract.lock import exclusive
 
 MIN_RATINGS = 20
 START = 978_300_000  # 2001-01-01, MovieLens-1M era
@@ -120,7 +121,6 @@ def generate(output, users: int = 6040, items: int = 3700, rows: int = 1_000_000
              genres: int = 18, progress=None, overwrite: bool = False) -> int:
     """Write ratings.csv (ml-20m layout) or .parquet to `output`; returns the row count."""
     output = Path(output)
-    refuse_existing(output, overwrite)
     if min(users, items, rows) < 1:
         raise UserError("--users, --items and --rows must be positive")
     if items < 2 * MIN_RATINGS:
@@ -131,7 +131,8 @@ def generate(output, users: int = 6040, items: int = 3700, rows: int = 1_000_000
     bounds = np.searchsorted(np.cumsum(counts), np.arange(CHUNK_ROWS, counts.sum(), CHUNK_ROWS))
     edges = np.unique(np.r_[0, bounds, users])
     written = 0
-    with atomic_file(output) as tmp:
+    with exclusive(output), atomic_file(output) as tmp:
+        refuse_existing(output, overwrite)  # under the lock: no other run can create it meanwhile
         writer = None
         for lo, hi in zip(edges[:-1], edges[1:]):
             frame = user_chunk(rng, cat, lo, counts[lo:hi], genres)

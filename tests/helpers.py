@@ -1,6 +1,7 @@
 """Helpers shared by the tests: run a module as a user would, write small raw and BYO datasets."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,17 +24,39 @@ def run_module(*args, timeout=600, cwd=None, env=None):
                           timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, **(env or {})})
 
 
-def interrupt(*args, ready, timeout=300) -> subprocess.CompletedProcess:
-    """Run `python -m ...` and press Ctrl-C (SIGINT) once `ready()` holds, as a user at a terminal would."""
+def start_until(*args, ready, timeout=300) -> subprocess.Popen:
+    """Start `python -m ...` and return once `ready()` holds, the command still running."""
     proc = subprocess.Popen([sys.executable, "-m", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + timeout
     while not ready() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert proc.poll() is None, "the command ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    assert proc.poll() is None, f"the command ended before it was ready: {proc.communicate()[1][-2000:]}"
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout=300) -> subprocess.CompletedProcess:
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def interrupt(*args, ready, timeout=300) -> subprocess.CompletedProcess:
+    """Run `python -m ...` and press Ctrl-C (SIGINT) once `ready()` holds, as a user at a terminal would."""
+    proc = start_until(*args, ready=ready, timeout=timeout)
+    proc.send_signal(signal.SIGINT)
+    return finish(proc, timeout)
+
+
+@contextlib.contextmanager
+def paused(*args, ready, timeout=300):
+    """Run `python -m ...`, stopped (SIGSTOP) once `ready()` holds while the block runs, then let it finish:
+    a second command in the block meets the first one mid-run, however fast the machine is."""
+    proc = start_until(*args, ready=ready, timeout=timeout)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGCONT)
 
 
 def train(*args, timeout=600) -> dict:

@@ -25,6 +25,7 @@ from contract.atomic import atomic_file, refuse_existing
 from contract.chunks import read_parquet_lists
 from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
+from contract.lock import exclusive
 from contract.vocabulary import VocabularyIndex, read_vocabulary, vocabulary_fingerprint
 
 from . import checkpoint
@@ -315,8 +316,9 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         check_output(args.output, args.overwrite)  # before any work
-        frame = recommend(args)
-        write(frame, args.output, args.overwrite)
+        with exclusive(args.output):
+            frame = recommend(args)
+            write(frame, args.output, args.overwrite)
     except UserError as exc:
         return print_error(exc)
     except KeyboardInterrupt:

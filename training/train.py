@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
+from contract.lock import exclusive
 
 from . import checkpoint
 from .args import for_family, parse_args
@@ -78,6 +79,23 @@ def refuse_to_replace_an_earlier_run(args, runtime: Runtime) -> None:
         raise UserError(f"{earlier[0]} is from an earlier run: pass --resume to continue it or --overwrite to replace it")
     if runtime.is_main and args.log_path:
         args.log_path.unlink(missing_ok=True)  # its epochs would mix with this run's
+
+
+def lock_outputs(args, runtime: Runtime) -> contextlib.ExitStack:
+    """Rank 0 (the one that writes) locks the checkpoint folder and the log for the whole run, so a second
+    run into them refuses instead of interleaving its epochs and checkpoints with this one's."""
+    held, refused = contextlib.ExitStack(), None
+    if runtime.is_main:
+        try:
+            for target in (args.checkpoint_dir, args.log_path):
+                if target is not None:
+                    held.enter_context(exclusive(target))
+        except UserError as exc:
+            held.close()
+            refused = exc
+    if runtime.sum(float(refused is not None))[0]:  # every rank stops, not only the one that knows why
+        raise refused or UserError("rank 0 could not lock this run's outputs")
+    return held
 
 
 class Trainer:
@@ -233,11 +251,12 @@ def train(args, runtime: Runtime) -> dict:
     """One training run of the family that fits the data (or --model)."""
     spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("train",))
     task_class = for_family(args, model_for(spec, args.model))
-    if getattr(args, "pretrain", False):
-        from .pretrain import pretrain
+    with lock_outputs(args, runtime):
+        if getattr(args, "pretrain", False):
+            from .pretrain import pretrain
 
-        return pretrain(args, runtime, task_class, spec)
-    return Trainer(args, runtime, task_class, spec).fit()
+            return pretrain(args, runtime, task_class, spec)
+        return Trainer(args, runtime, task_class, spec).fit()
 
 
 def run(argv=None) -> dict:

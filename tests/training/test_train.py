@@ -10,7 +10,7 @@ import torch
 from training import train as loop
 from training.tasks.neumf import NeuMFTask
 
-from ..helpers import interrupt, run_module, train, train_fails, write_byo_dataset
+from ..helpers import finish, interrupt, paused, run_module, train, train_fails, write_byo_dataset
 
 SMALL = ["-b", "4096", "-f", "8", "--layers", "16", "8", "-l", "0.01"]
 
@@ -180,6 +180,20 @@ def test_ctrl_c_is_one_line_and_leaves_whole_checkpoints(tmp_path):
     assert "Traceback" not in result.stderr
     assert not [p for p in ckpt.iterdir() if ".tmp-" in p.name]
     assert torch.load(ckpt / "last.pth", weights_only=True)["meta"]["epoch"] >= 0
+
+
+def test_a_second_run_into_a_running_runs_folder_refuses(tmp_path):
+    """Two real trainings into one --checkpoint_dir: the second refuses naming the first, whose checkpoints
+    and log stay its own (once both exited 0, their epochs interleaved and model.pth/last.pth mixed runs)."""
+    folder, ckpt = write_byo_dataset(tmp_path / "byo"), tmp_path / "ckpt"
+    common = ["--data", folder, *SMALL, "-b", "300", "-k", "2", "--checkpoint_dir", ckpt, "--log_path", ckpt / "log.jsonl"]
+    with paused("training", *common, "-e", "3", "--seed", "1", ready=lambda: (ckpt / "model.pth").exists()) as first:
+        message = train_fails(*common, "-e", "1", "--seed", "2", "--overwrite")
+    assert message.startswith(f"error: {ckpt} is in use by another run (pid {first.pid}: "), message
+    assert finish(first).returncode == 0
+    for name in ("model.pth", "last.pth"):
+        assert torch.load(ckpt / name, weights_only=True)["meta"]["args"]["seed"] == 1
+    assert [json.loads(line)["epoch"] for line in (ckpt / "log.jsonl").read_text().splitlines()] == [0, 1, 2]
 
 
 def test_load_checkpoint_path_in_train_mode_starts_from_those_weights(tmp_path):
