@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -18,10 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "feature_specs" / "byo_csv" / "feature_spec.yaml"
 
 
-def run_module(*args, timeout=600, cwd=None, env=None):
-    """Run `python -m ...` in a fresh process, as a user would."""
+def run_module(*args, timeout=600, cwd=None, env=None, file_size_limit=None):
+    """Run `python -m ...` in a fresh process, as a user would; `file_size_limit` (bytes) makes a bigger
+    write fail as a full disk does, without root or a small filesystem."""
     return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, **(env or {})})
+                          timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, **(env or {})},
+                          preexec_fn=file_size_limit and functools.partial(_limit_file_size, file_size_limit))
+
+
+def _limit_file_size(limit: int) -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def start_until(*args, ready, timeout=300) -> subprocess.Popen:

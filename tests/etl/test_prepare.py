@@ -210,3 +210,13 @@ def test_two_runs_into_one_output_the_second_refuses_and_the_first_wins(tmp_path
     assert finish(first).returncode == 0
     assert json.loads((out / "stats.json").read_text())["input"] == str(synthetic_raw)
     assert not lock_path(out).exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_output(tmp_path, synthetic_raw):
+    """Once reported as "cannot read input". A file size limit fails writes as a full disk does."""
+    out = tmp_path / "O"
+    result = run_module("etl", "prepare", "--input", synthetic_raw, "--output", out, "--quiet", timeout=300,
+                        file_size_limit=50_000)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {out}: File too large"]
+    assert not list(tmp_path.iterdir())

@@ -223,3 +223,14 @@ def test_a_tensorboard_folder_nobody_may_write_is_one_line(tmp_path):
                         "--tensorboard", "/proc/self", timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith("error: cannot write --tensorboard /proc/self")
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
+    """Once torch's zip writer ended this in a RuntimeError traceback. A file size limit fails writes as a
+    full disk does (EFBIG for ENOSPC) without root; the log and plot stay under it, the checkpoint does not."""
+    folder, ckpt = write_byo_dataset(tmp_path / "byo"), tmp_path / "ckpt"
+    result = run_module("training", "--data", folder, "-e", "1", "-b", "300", "-k", "2", "-f", "64", "--layers",
+                        "256", "64", "--checkpoint_dir", ckpt, timeout=300, file_size_limit=100_000)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == f"error: cannot write {ckpt / 'model.pth'}: File too large"
+    assert not [p.name for p in ckpt.iterdir() if p.name.endswith(".pth") or ".tmp-" in p.name]
