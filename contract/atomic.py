@@ -8,12 +8,14 @@ user's umask asks for (mkdtemp/mkstemp would leave them 0700/0600).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .lock import exclusive
 
 
 def current_umask() -> int:
@@ -58,6 +60,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """Create `folder` and prove a file can be made in it, before a library's writer thread finds out
+    with a traceback (os.access says yes to root, and on read-only mounts)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write {flag} {folder}: {exc.strerror or exc}")
+
+
 def _writable_parent(final: Path) -> None:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -74,23 +87,61 @@ def _temporary(final: Path, make):
         raise UserError(f"cannot write to {final.parent}: {exc.strerror}")
 
 
+# A full disk, a quota, a file size limit: the output cannot be written, whatever wrote it.
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def no_space_reason(exc: BaseException) -> str | None:
+    """"No space left on device" (or a quota's, a size limit's words) when that is what `exc` comes down
+    to, through Dask's and pyarrow's wrapping (pyarrow keeps the words, not the errno); else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            return exc.strerror or os.strerror(exc.errno)
+        for code in NO_SPACE:
+            if os.strerror(code) in str(exc):
+                return os.strerror(code)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def no_space_is_one_line(final: Path):
+    """A write that fails for lack of space becomes one line naming the output, not a library's traceback."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        reason = no_space_reason(exc)
+        if reason is None:
+            raise
+        raise UserError(f"cannot write {final}: {reason}") from None
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path, overwrite: bool = False):
-    """Yield an empty temporary folder beside `final`; on success it becomes `final`."""
+    """Yield an empty temporary folder beside `final`; on success it becomes `final`.
+
+    `final` is locked for the whole block, so a second run on it refuses instead of racing this one.
+    """
     final = Path(final)
-    refuse_existing(final, overwrite)
     _writable_parent(final)
-    sweep_stale_temporaries(final)
-    tmp = Path(_temporary(final, tempfile.mkdtemp))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~current_umask())
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with exclusive(final):
+        refuse_existing(final, overwrite)
+        sweep_stale_temporaries(final)
+        tmp = Path(_temporary(final, tempfile.mkdtemp))
+        try:
+            with no_space_is_one_line(final):
+                yield tmp
+            os.chmod(tmp, 0o777 & ~current_umask())
+            if final.exists():
+                shutil.rmtree(final) if final.is_dir() else final.unlink()
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -102,7 +153,8 @@ def atomic_file(final: Path):
     fd, tmp = _temporary(final, tempfile.mkstemp)
     os.close(fd)
     try:
-        yield Path(tmp)
+        with no_space_is_one_line(final):
+            yield Path(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, final)
     finally:

@@ -24,3 +24,9 @@ def print_error(exc: BaseException, prefix: str = "") -> int:
     """Print one `error: ...` line for a user-facing failure; returns the exit code (2)."""
     print(f"error: {prefix}{exc if isinstance(exc, UserError) else root_cause(exc)}", file=sys.stderr)
     return 2
+
+
+def interrupted() -> int:
+    """Ctrl-C: one line, and 130 (128 + SIGINT) as a shell reports it; atomic writes left nothing half-written."""
+    print("interrupted", file=sys.stderr)
+    return 130

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, root_cause
 
 
 def read_vocabulary(path: Path, feature: str) -> pd.Series:
@@ -20,7 +20,13 @@ def read_vocabulary(path: Path, feature: str) -> pd.Series:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"vocabulary {path} does not exist: is that the workflow folder of this data?")
-    return pd.read_parquet(path)[feature]
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for truncated or foreign bytes
+        raise UserError(f"vocabulary {path} is damaged or not parquet ({root_cause(exc)}): prepare the data again")
+    if feature not in table:
+        raise UserError(f"vocabulary {path} has no column {feature!r}: is that the workflow folder of this data?")
+    return table[feature]
 
 
 def vocabulary_fingerprint(paths) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 
 from .readers import FORMATS, ColumnNames
 
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--genres", type=int, default=18)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     p = sub.add_parser("download", help="fetch an official MovieLens zip")
     p.add_argument("name", choices=("ml-100k", "ml-1m", "ml-20m", "ml-25m"))
@@ -80,10 +82,14 @@ def run(args) -> None:
     if args.command == "synthetic":
         from tqdm import tqdm
 
+        from contract.atomic import refuse_existing
+
         from .synthetic import generate
 
+        refuse_existing(Path(args.output), args.overwrite)  # before the progress bar draws
         with tqdm(total=args.rows, unit="rows", unit_scale=True, desc="synthetic", file=sys.stderr) as bar:
-            rows = generate(args.output, args.users, args.items, args.rows, args.seed, args.genres, bar.update)
+            rows = generate(args.output, args.users, args.items, args.rows, args.seed, args.genres, bar.update,
+                            args.overwrite)
         print(json.dumps({"output": args.output, "rows": rows}))
     elif args.command == "download":
         from .download import download
@@ -114,6 +120,8 @@ def main(argv=None) -> int:
         run(args)
     except UserError as exc:
         return print_error(exc)
+    except KeyboardInterrupt:
+        return interrupted()
     except (UnicodeDecodeError, OSError, ValueError) as exc:  # parse errors surfacing from Dask tasks
         return print_error(exc, "cannot read input: ")
     return 0

@@ -6,6 +6,7 @@ item ids, an int64 timestamp and a float32 rating (1.0 when the source has none)
 """
 from __future__ import annotations
 
+import csv
 import gzip
 import re
 import zipfile
@@ -29,6 +30,10 @@ PART_KINDS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")
 SEPARATORS = (",", "\t", ";", "|")  # detected from the header line, first wins a tie
 BLOCKSIZE = "32MB"  # ~1M rows per partition: both cores busy, bounded memory
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class EmptyValues(UserError):
+    """A column has empty values: perhaps a row with too few fields, which `ragged_line` can name."""
 
 
 @dataclass(frozen=True)
@@ -269,8 +274,11 @@ def _read_named(files: list[Path], kind: str, columns: ColumnNames, typed: bool)
             for role, name in wanted.items():
                 numeric = ids if role.endswith("_id") else pd.to_numeric(sample[name], errors="coerce").notna().all()
                 dtype[name] = ("float64" if role == "rating" else "int64") if numeric else str
-        ddf = read_pandas(_parse_csv_block, paths, usecols=list(wanted.values()), blocksize=_blocksize(first),
-                          dtype=dtype, sep=columns.sep)
+        # No usecols: with it pandas reads a row with an extra field shifted instead of refusing it.
+        # The other columns stay text, so their types cannot differ between blocks.
+        dtype = {name: str for name in header} | (dtype if isinstance(dtype, dict) else {})
+        ddf = read_pandas(_parse_csv_block, paths, blocksize=_blocksize(first), dtype=dtype,
+                          sep=columns.sep)[list(wanted.values())]
     else:
         # one partition per row group: a single large file must not become a single partition
         ddf = dd.read_parquet(paths, columns=list(wanted.values()), split_row_groups=True)
@@ -288,16 +296,16 @@ def normalise_partition(df: pd.DataFrame, numeric_ids: bool) -> pd.DataFrame:
     for column in ("user_id", "item_id"):
         values = df[column]
         if values.isna().any():
-            raise UserError(f"{column.replace('_id', '')} id column has empty values (or rows have too few fields)")
+            raise EmptyValues(f"{column.replace('_id', '')} id column has empty values (or rows have too few fields)")
         if numeric_ids:
             out[column] = _to_int(values, f"{column.replace('_id', '')} id")
         else:
             out[column] = values.astype(str)
     out["timestamp"] = _to_timestamp(df["timestamp"])
     rating = pd.to_numeric(df["rating"], errors="coerce")
-    if rating.isna().any():
-        bad = df["rating"][rating.isna()].iloc[0]
-        raise UserError(f"rating column: cannot parse {bad!r} as a number")
+    if not np.isfinite(rating).all():
+        bad = df["rating"][~np.isfinite(rating)].iloc[0]
+        raise UserError(f"rating column: cannot parse {bad!r} as a finite number")
     out["rating"] = rating.astype("float32")
     return out
 
@@ -331,9 +339,11 @@ def _exact_int(value) -> int | None:
 def _to_timestamp(values: pd.Series) -> pd.Series:
     """Unix seconds from numbers or date strings."""
     if values.isna().any():
-        raise UserError("timestamp column has empty values (or rows have too few fields)")
+        raise EmptyValues("timestamp column has empty values (or rows have too few fields)")
     numbers = pd.to_numeric(values, errors="coerce")
     if not numbers.isna().any():
+        if not np.isfinite(numbers).all():
+            raise UserError(f"timestamp column: {values[~np.isfinite(numbers)].iloc[0]!r} is not a time")
         return numbers.astype("int64")
     try:
         dates = pd.to_datetime(values, errors="raise", utc=True)
@@ -357,12 +367,41 @@ def stage_ratings(path: Path, fmt: str, columns: ColumnNames, target: Path, clie
         raw = read_ratings(path, fmt, columns)
         compute_with_progress(raw.to_parquet(str(target), write_index=False, compute=False,
                                              name_function=staged_name), client=client, quiet=quiet)
+    except EmptyValues:
+        refuse_ragged_rows(path, fmt, columns)
+        raise
     except UserError:
         raise
     except (ValueError, TypeError, OverflowError):  # the parser overflows on an integer past uint64
+        refuse_ragged_rows(path, fmt, columns)  # pandas names a line counted from its block, not the file
         diagnose(path, fmt, columns)
         raise
     return sum(pq.ParquetFile(f).metadata.num_rows for f in staged_files(target))
+
+
+def refuse_ragged_rows(path: Path, fmt: str, columns: ColumnNames) -> None:
+    """Raise the UserError naming the first CSV line whose field count differs from the header's."""
+    if fmt == "parquet":
+        return
+    files = _input_files(Path(path))
+    if fmt in _LAYOUTS:
+        sep, names = _LAYOUTS[fmt]
+        expected = len(names)
+    else:
+        sep, expected = _separator(files[0], columns.sep if fmt == "csv" else None), None
+    for file in files:
+        opener = gzip.open if file.name.endswith(".gz") else open
+        with opener(file, "rt", encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=sep)
+            for row in reader:
+                if expected is None:  # the header line
+                    expected = len(row)
+                elif row and len(row) != expected:
+                    where = f"{fmt} lines have" if fmt in _LAYOUTS else "the header has"
+                    raise UserError(f"{file} line {reader.line_num} has {len(row)} fields where {where} "
+                                    f"{expected} (a stray separator, e.g. a decimal comma?)")
+        if fmt not in _LAYOUTS:
+            expected = None  # each part has its own header line
 
 
 def staged_name(index: int) -> str:

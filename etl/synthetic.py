@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contract.atomic import atomic_file
+from contract.atomic import atomic_file, refuse_existing
 from contract.errors import UserError
+from contract.lock import exclusive
 
 MIN_RATINGS = 20
 START = 978_300_000  # 2001-01-01, MovieLens-1M era
@@ -117,7 +118,7 @@ def user_chunk(rng, cat: Catalogue, first_user: int, counts: np.ndarray, genres:
 
 
 def generate(output, users: int = 6040, items: int = 3700, rows: int = 1_000_000, seed: int = 0,
-             genres: int = 18, progress=None) -> int:
+             genres: int = 18, progress=None, overwrite: bool = False) -> int:
     """Write ratings.csv (ml-20m layout) or .parquet to `output`; returns the row count."""
     output = Path(output)
     if min(users, items, rows) < 1:
@@ -130,7 +131,8 @@ def generate(output, users: int = 6040, items: int = 3700, rows: int = 1_000_000
     bounds = np.searchsorted(np.cumsum(counts), np.arange(CHUNK_ROWS, counts.sum(), CHUNK_ROWS))
     edges = np.unique(np.r_[0, bounds, users])
     written = 0
-    with atomic_file(output) as tmp:
+    with exclusive(output), atomic_file(output) as tmp:
+        refuse_existing(output, overwrite)  # under the lock: no other run can create it meanwhile
         writer = None
         for lo, hi in zip(edges[:-1], edges[1:]):
             frame = user_chunk(rng, cat, lo, counts[lo:hi], genres)

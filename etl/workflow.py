@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from contract.errors import UserError
-from contract.vocabulary import vocabulary_fingerprint
+from contract.vocabulary import read_vocabulary, vocabulary_fingerprint
 from workflows.pairs import (
     ID_COLUMNS,
     LABEL,
@@ -50,9 +50,13 @@ def load_workflow(workflow_dir):
         raise UserError(f"{workflow_dir} is not a saved workflow (no workflow.pkl/metadata.json); "
                         "point --workflow at the folder that `etl prepare` wrote")
     try:
-        return nvt.Workflow.load(str(workflow_dir))
+        workflow = nvt.Workflow.load(str(workflow_dir))
     except Exception as exc:  # unpickling can fail in many ways; all mean "not usable"
         raise UserError(f"cannot load the workflow in {workflow_dir}: {type(exc).__name__}: {exc}")
+    # Categorify reads its vocabularies only when applied, deep in a Dask task: check them now.
+    for vocabulary in sorted((workflow_dir / "categories").glob("unique.*.parquet")):
+        read_vocabulary(vocabulary, vocabulary.name.removeprefix("unique.").removesuffix(".parquet"))
+    return workflow
 
 
 def describe(workflow) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 
 from .args import parser
 from .server import say, serve
@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     except UserError as exc:
         return print_error(exc)
     except KeyboardInterrupt:  # Ctrl-C while loading, before the server runs
-        return 130
+        return interrupted()
     say("stopped")
     print(json.dumps(counts), flush=True)
     return 0

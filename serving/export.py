@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from contract.atomic import atomic_dir
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
 from training import checkpoint
 from training.models import build_model
@@ -171,15 +171,17 @@ def names(module: Scorer | FoldInScorer, fmt: str) -> tuple[list[str], str]:
 def write_model(module: Scorer | FoldInScorer, fmt: str, path: Path, example: tuple[torch.Tensor, ...]) -> None:
     with torch.no_grad():
         if fmt == "torchscript":
-            torch.jit.trace(module, example).save(str(path))
+            path.write_bytes(checkpoint.serialized(torch.jit.save, torch.jit.trace(module, example)))
             return
         inputs, output = names(module, fmt)
         extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}  # torch >= 2.5
         batch = {0: "batch"}
         with warnings.catch_warnings():  # the legacy exporter needs no onnxscript and handles these models fine
             warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
-            torch.onnx.export(module, example, str(path), input_names=inputs, output_names=[output],
-                              dynamic_axes={name: batch for name in (*inputs, output)}, opset_version=17, **extra)
+            path.write_bytes(checkpoint.serialized(
+                lambda model, file: torch.onnx.export(model, example, file, input_names=inputs, output_names=[output],
+                                                      dynamic_axes={name: batch for name in (*inputs, output)},
+                                                      opset_version=17, **extra), module))
 
 
 def run_exported(module: Scorer | FoldInScorer, fmt: str, path: Path, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
@@ -315,6 +317,8 @@ def main(argv=None) -> int:
         summary = export(args)
     except UserError as exc:
         return print_error(exc)
+    except KeyboardInterrupt:
+        return interrupted()
     if args.data is None:
         print("note: without --data the repository holds the model alone (indices in); add --data for the workflow "
               "step" + ("" if "note" in summary else " and the `score` ensemble (raw ids in)"),

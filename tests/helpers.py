@@ -1,11 +1,16 @@
 """Helpers shared by the tests: run a module as a user would, write small raw and BYO datasets."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +20,52 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "feature_specs" / "byo_csv" / "feature_spec.yaml"
 
 
-def run_module(*args, timeout=600, cwd=None, env=None):
-    """Run `python -m ...` in a fresh process, as a user would."""
+def run_module(*args, timeout=600, cwd=None, env=None, file_size_limit=None):
+    """Run `python -m ...` in a fresh process, as a user would; `file_size_limit` (bytes) makes a bigger
+    write fail as a full disk does, without root or a small filesystem."""
     return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, **(env or {})})
+                          timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, **(env or {})},
+                          preexec_fn=file_size_limit and functools.partial(_limit_file_size, file_size_limit))
+
+
+def _limit_file_size(limit: int) -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def start_until(*args, ready, timeout=300) -> subprocess.Popen:
+    """Start `python -m ...` and return once `ready()` holds, the command still running."""
+    proc = subprocess.Popen([sys.executable, "-m", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + timeout
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the command ended before it was ready: {proc.communicate()[1][-2000:]}"
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout=300) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def interrupt(*args, ready, timeout=300) -> subprocess.CompletedProcess:
+    """Run `python -m ...` and press Ctrl-C (SIGINT) once `ready()` holds, as a user at a terminal would."""
+    proc = start_until(*args, ready=ready, timeout=timeout)
+    proc.send_signal(signal.SIGINT)
+    return finish(proc, timeout)
+
+
+@contextlib.contextmanager
+def paused(*args, ready, timeout=300):
+    """Run `python -m ...`, stopped (SIGSTOP) once `ready()` holds while the block runs, then let it finish:
+    a second command in the block meets the first one mid-run, however fast the machine is."""
+    proc = start_until(*args, ready=ready, timeout=timeout)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGCONT)
 
 
 def train(*args, timeout=600) -> dict:
@@ -73,3 +120,11 @@ def vocabulary(workflow_dir: Path, column: str) -> pd.Series:
     from etl.workflow import vocabulary_files
 
     return read_vocabulary(Path(workflow_dir) / vocabulary_files()[column], column)
+
+
+def truncated_vocabulary(workflow_dir: Path, copy: Path) -> Path:
+    """A copy of a saved workflow whose item vocabulary lost its second half (a full disk, a killed copy)."""
+    shutil.copytree(workflow_dir, copy)
+    vocab = copy / "categories" / "unique.item_id.parquet"
+    vocab.write_bytes(vocab.read_bytes()[: vocab.stat().st_size // 2])
+    return copy

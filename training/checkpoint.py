@@ -1,6 +1,7 @@
 """Checkpoints: the best model (model.pth) and the last training state (last.pth), written atomically."""
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -18,7 +19,15 @@ LAST = "last.pth"
 
 def save(path: Path, payload: dict) -> None:
     with atomic_file(Path(path)) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(serialized(torch.save, payload))
+
+
+def serialized(save, obj, *args, **kwargs) -> bytes:
+    """`save(obj, file, ...)` into memory. Written to a path, torch's C++ writers end a full disk in a
+    RuntimeError (or, in the exporters, an abort); Python's own write says ENOSPC, which is one line."""
+    buffer = io.BytesIO()
+    save(obj, buffer, *args, **kwargs)
+    return buffer.getvalue()
 
 
 def load(path) -> dict:

@@ -21,10 +21,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from contract.atomic import atomic_file
+from contract.atomic import atomic_file, refuse_existing
 from contract.chunks import read_parquet_lists
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
+from contract.lock import exclusive
 from contract.vocabulary import VocabularyIndex, read_vocabulary, vocabulary_fingerprint
 
 from . import checkpoint
@@ -299,8 +300,7 @@ def recommendation_rows(users, items, scores, rec: Recommender, source: str) -> 
 def check_output(output: Path, overwrite: bool) -> None:
     if output.suffix not in (".csv", ".parquet"):
         raise UserError(f"--output {output}: use a .csv or .parquet file name")
-    if output.exists() and not overwrite:
-        raise UserError(f"--output {output} exists: pass --overwrite to replace it")
+    refuse_existing(output, overwrite)
 
 
 def write(frame: pd.DataFrame, output: Path, overwrite: bool) -> None:
@@ -316,10 +316,13 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         check_output(args.output, args.overwrite)  # before any work
-        frame = recommend(args)
-        write(frame, args.output, args.overwrite)
+        with exclusive(args.output):
+            frame = recommend(args)
+            write(frame, args.output, args.overwrite)
     except UserError as exc:
         return print_error(exc)
+    except KeyboardInterrupt:
+        return interrupted()
     print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
                       "popularity_fallback_users": int(frame.loc[frame["source"] == "popularity", "user"].nunique())}))
     return 0

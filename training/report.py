@@ -11,6 +11,7 @@ import json
 import sys
 import time
 
+from contract.atomic import check_writable_folder
 from contract.errors import UserError
 
 from .runtime import Runtime
@@ -82,10 +83,8 @@ class Report:
         if self.args.tensorboard and self.runtime.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
-            try:
-                self.writer = SummaryWriter(str(self.args.tensorboard))
-            except OSError as exc:
-                raise UserError(f"cannot write --tensorboard {self.args.tensorboard}: {exc.strerror or exc}")
+            check_writable_folder(self.args.tensorboard, "--tensorboard")
+            self.writer = SummaryWriter(str(self.args.tensorboard))
 
     def add(self, record: dict) -> bool:
         """Record an epoch; True when it is the best so far (or when nothing is evaluated)."""

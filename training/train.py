@@ -19,8 +19,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from contract.errors import UserError, print_error
+from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
+from contract.lock import exclusive
 
 from . import checkpoint
 from .args import for_family, parse_args
@@ -56,16 +57,45 @@ def accumulate_gradients(task: Task, net, model, batch, micro_batches: int, step
     return total, parts
 
 
+def nothing_to_resume(folder: Path) -> str:
+    """What to do when `folder` has no last.pth: advice that works, never "--resume" again."""
+    best = folder / checkpoint.BEST
+    return (f"{folder} holds no {checkpoint.LAST} to resume (the earlier run stopped before writing one): pass "
+            "--overwrite to start again" + (f", or --overwrite --init_from {best} to start from its best model"
+                                            if best.exists() else ""))
+
+
 def refuse_to_replace_an_earlier_run(args, runtime: Runtime) -> None:
     """A new run never silently replaces the checkpoints or the log of an earlier one."""
+    if args.resume and not (args.checkpoint_dir / checkpoint.LAST).exists():
+        raise UserError(nothing_to_resume(args.checkpoint_dir))
     earlier = [p for p in (*(args.checkpoint_dir / f for f in (checkpoint.BEST, checkpoint.LAST)
                              if args.checkpoint_dir), *([args.log_path] if args.log_path else [])) if p.exists()]
     if not earlier or args.resume:
         return
     if not args.overwrite:
+        if args.checkpoint_dir and not (args.checkpoint_dir / checkpoint.LAST).exists():
+            raise UserError(nothing_to_resume(args.checkpoint_dir))
         raise UserError(f"{earlier[0]} is from an earlier run: pass --resume to continue it or --overwrite to replace it")
     if runtime.is_main and args.log_path:
         args.log_path.unlink(missing_ok=True)  # its epochs would mix with this run's
+
+
+def lock_outputs(args, runtime: Runtime) -> contextlib.ExitStack:
+    """Rank 0 (the one that writes) locks the checkpoint folder and the log for the whole run, so a second
+    run into them refuses instead of interleaving its epochs and checkpoints with this one's."""
+    held, refused = contextlib.ExitStack(), None
+    if runtime.is_main:
+        try:
+            for target in (args.checkpoint_dir, args.log_path):
+                if target is not None:
+                    held.enter_context(exclusive(target))
+        except UserError as exc:
+            held.close()
+            refused = exc
+    if runtime.sum(float(refused is not None))[0]:  # every rank stops, not only the one that knows why
+        raise refused or UserError("rank 0 could not lock this run's outputs")
+    return held
 
 
 class Trainer:
@@ -221,11 +251,12 @@ def train(args, runtime: Runtime) -> dict:
     """One training run of the family that fits the data (or --model)."""
     spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("train",))
     task_class = for_family(args, model_for(spec, args.model))
-    if getattr(args, "pretrain", False):
-        from .pretrain import pretrain
+    with lock_outputs(args, runtime):
+        if getattr(args, "pretrain", False):
+            from .pretrain import pretrain
 
-        return pretrain(args, runtime, task_class, spec)
-    return Trainer(args, runtime, task_class, spec).fit()
+            return pretrain(args, runtime, task_class, spec)
+        return Trainer(args, runtime, task_class, spec).fit()
 
 
 def run(argv=None) -> dict:
@@ -248,8 +279,7 @@ def main(argv=None) -> int:
     except UserError as exc:
         return print_error(exc)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return interrupted()
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary), flush=True)
     return 0

@@ -66,3 +66,16 @@ def test_stale_temporaries_of_dead_runs_are_swept_live_ones_kept(tmp_path):
     other.mkdir()
     assert sweep_stale_temporaries(tmp_path / "data") == [stale]
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path):
+    final = tmp_path / "out.csv"
+    with pytest.raises(UserError, match=f"^cannot write {final}: No space left on device$"):
+        # /dev/full answers every write with ENOSPC; plain open() only (libraries may unlink a path they failed on)
+        with atomic_file(final), open("/dev/full", "wb", buffering=0) as full:
+            full.write(b"x")
+    folder = tmp_path / "out"
+    with pytest.raises(UserError, match=f"^cannot write {folder}: No space left on device$"):
+        with atomic_dir(folder):  # a Dask task's error keeps pyarrow's words, not the errno
+            raise ValueError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+    assert not list(tmp_path.iterdir())

@@ -5,7 +5,7 @@ import pytest
 
 from etl.__main__ import main
 
-from ..helpers import run_module, write_ratings_csv
+from ..helpers import interrupt, run_module, write_ratings_csv
 
 
 def _prepare(capsys, tmp_path, source, *extra):
@@ -33,8 +33,9 @@ CASES = {
     "unparsable id": (lambda t: _file(t, "ratings.dat", "1::2::3::4\nx::2::3::5\n"), "cannot parse 'x'"),
     "unparsable timestamp": (lambda t: _file(t, "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,soon\n"),
                              "timestamp column: cannot parse 'soon'"),
-    "ragged rows": (lambda t: _file(t, "u.data", "1\t2\t3\t4\n1\t2\t3\t4\t5\n"), "Expected 4 fields"),
-    "short rows": (lambda t: _file(t, "u.data", "1\t2\t3\t4\n1\t2\n"), "empty values"),
+    "ragged rows": (lambda t: _file(t, "u.data", "1\t2\t3\t4\n1\t2\t3\t4\t5\n"),
+                    "line 2 has 5 fields where ml-100k lines have 4"),
+    "short rows": (lambda t: _file(t, "u.data", "1\t2\t3\t4\n1\t2\n"), "line 2 has 2 fields where ml-100k lines have 4"),
     "corrupt zip": (lambda t: _file(t, "ml-1m.zip", b"PK\x03\x04 not really a zip"), "corrupt"),
     "random bytes": (lambda t: _file(t, "ratings.csv", bytes(range(256)) * 40), "not a readable CSV"),
     "folder without ratings": (lambda t: (t / "empty_dir").mkdir() or t / "empty_dir", "no ratings file"),
@@ -78,3 +79,22 @@ def test_download_offline_says_where_to_put_the_zip(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "ml-1m.zip" in lines[0] and "put it at" in lines[0]
     assert not list(tmp_path.iterdir())
+
+
+def test_synthetic_refuses_an_existing_output_unless_overwrite(tmp_path):
+    out = tmp_path / "ratings.csv"
+    out.write_text("mine\n")
+    args = ["etl", "synthetic", "--output", out, "--users", "30", "--items", "60", "--rows", "900"]
+    refused = run_module(*args, timeout=120)
+    assert refused.returncode == 2 and out.read_text() == "mine\n"
+    assert refused.stderr.strip().splitlines() == [f"error: output {out} already exists (pass --overwrite to replace it)"]
+    assert run_module(*args, "--overwrite", timeout=120).returncode == 0
+    assert out.read_text().startswith("userId,movieId,rating,timestamp")
+
+
+def test_ctrl_c_is_one_line_and_leaves_nothing(tmp_path):
+    out = tmp_path / "ratings.csv"
+    result = interrupt("etl", "synthetic", "--output", out, "--rows", "20000000",
+                       ready=lambda: any(tmp_path.glob(".ratings.csv.tmp-*")))
+    assert result.returncode == 130 and result.stderr.strip().splitlines()[-1] == "interrupted", result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())

@@ -5,16 +5,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from contract.feature_spec import FeatureSpec
+from contract.lock import lock_path
 from etl.prepare import PrepareConfig, prepare
 from etl.workflow import FIRST_ID, load_workflow
 
-from ..helpers import ROOT, vocabulary, write_ratings_csv
+from ..helpers import ROOT, finish, paused, run_module, vocabulary, write_ratings_csv
 
 
 def _raw_pairs(raw_csv):
@@ -192,3 +194,29 @@ def test_data_without_timestamps_holds_out_a_seeded_random_positive_and_says_so(
 def test_data_with_timestamps_records_the_latest_rule(prepared):
     assert FeatureSpec.from_yaml(prepared).metadata["holdout"]["rule"] == "latest"
     assert json.loads((prepared / "stats.json").read_text())["holdout"]["rule"] == "latest"
+
+
+def test_two_runs_into_one_output_the_second_refuses_and_the_first_wins(tmp_path, synthetic_raw):
+    """Two real `etl prepare` processes on one --output: once both said "prepared", O held one of them."""
+    other = write_ratings_csv(tmp_path / "b.csv", [(u, i, 4.0, i) for u in range(1, 6) for i in range(1, 12)])
+    out = tmp_path / "O"
+    with paused("etl", "prepare", "--input", synthetic_raw, "--output", out, "--negatives", "5", "--quiet",
+                ready=lambda: lock_path(out).exists()) as first:
+        second = run_module("etl", "prepare", "--input", other, "--output", out, "--negatives", "5", "--quiet")
+    assert second.returncode == 2, second.stderr[-2000:]
+    command = " ".join(map(str, [Path(first.args[0]).name, *first.args[1:]]))
+    assert second.stderr.strip().splitlines() == [
+        f"error: {out} is in use by another run (pid {first.pid}: {command}): wait for it to end or choose another output"]
+    assert finish(first).returncode == 0
+    assert json.loads((out / "stats.json").read_text())["input"] == str(synthetic_raw)
+    assert not lock_path(out).exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_output(tmp_path, synthetic_raw):
+    """Once reported as "cannot read input". A file size limit fails writes as a full disk does."""
+    out = tmp_path / "O"
+    result = run_module("etl", "prepare", "--input", synthetic_raw, "--output", out, "--quiet", timeout=300,
+                        file_size_limit=50_000)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {out}: File too large"]
+    assert not list(tmp_path.iterdir())

@@ -250,3 +250,28 @@ def test_a_movielens_named_file_with_a_header_is_read_as_a_csv(tmp_path, name):
     detected, frame = _read(path, tmp_path)
     assert detected == "csv"
     _expect(frame)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("32,802,4,5,856736290", "has 5 fields where the header has 4"),  # a decimal comma: never read shifted
+    ("32,802,4", "has 3 fields where the header has 4"),
+])
+def test_a_row_with_another_field_count_is_named_by_its_line(tmp_path, monkeypatch, line, expected):
+    monkeypatch.setattr("etl.readers.BLOCKSIZE", "100KB")  # several blocks: pandas counts lines per block
+    path = tmp_path / "ratings.csv"
+    rows = [f"{u},{i},4,{u * 1000 + i}" for u in range(1, 300) for i in range(1, 100)]
+    rows[len(rows) - 5] = line  # past the 256 kB Dask samples
+    path.write_text("userId,movieId,rating,timestamp\n" + "\n".join(rows) + "\n")
+    with pytest.raises(UserError, match=f"{path} line {len(rows) - 3} {expected}") as err:
+        stage_ratings(path, "ml-20m", ColumnNames(), tmp_path / "staged")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("column, value", [("rating", "inf"), ("rating", "-inf"), ("timestamp", "inf")])
+def test_infinite_values_are_refused(tmp_path, column, value):
+    path = tmp_path / "ratings.csv"
+    frame = pd.DataFrame({"userId": [1, 2], "movieId": [3, 4], "rating": ["4", "5"], "timestamp": ["1", "2"]})
+    frame.loc[1, column] = value
+    frame.to_csv(path, index=False)
+    with pytest.raises(UserError, match=f"{column} column: .*{value}"):
+        stage_ratings(path, "ml-20m", ColumnNames(), tmp_path / "staged")

@@ -10,7 +10,7 @@ from etl.prepare import PrepareConfig, prepare
 from etl.transform import transform
 from etl.workflow import OOV_INDEX
 
-from ..helpers import vocabulary, write_ratings_csv
+from ..helpers import truncated_vocabulary, vocabulary, write_ratings_csv
 
 
 def _new_ratings(tmp_path, prepared):
@@ -37,17 +37,23 @@ def test_transform_keeps_known_ids_and_maps_unseen_to_oov(tmp_path, prepared, ca
     assert (spec.user_cardinality, spec.item_cardinality) == (original.user_cardinality, original.item_cardinality)
 
 
-@pytest.mark.parametrize("case", ["not a workflow", "missing id column"])
+BAD = {"not a workflow": "is not a saved workflow", "missing id column": "no item column",
+       "truncated vocabulary": "unique.item_id.parquet is damaged or not parquet"}
+
+
+@pytest.mark.parametrize("case", BAD)
 def test_transform_bad_input(tmp_path, prepared, capsys, case):
     workflow, raw = prepared.parent / "workflow", write_ratings_csv(tmp_path / "r.csv", [(1, 2, 3.0, 4)])
     if case == "not a workflow":
         workflow = tmp_path
+    elif case == "truncated vocabulary":
+        workflow = truncated_vocabulary(workflow, tmp_path / "wf")
     else:
         raw.write_text("userId,rating,timestamp\n1,3,4\n")
     code = etl_main(["transform", "--workflow", str(workflow), "--input", str(raw), "--output", str(tmp_path / "o")])
     assert code == 2 and not (tmp_path / "o").exists()
-    assert {"not a workflow": "is not a saved workflow", "missing id column": "no item column"}[case] in \
-        capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert BAD[case] in err[-1] and "Traceback" not in "".join(err)
 
 
 def test_prepare_and_transform_share_one_positive_rule(tmp_path):

@@ -27,7 +27,7 @@ from serving.export import load_exportable
 from serving.export import main as export_main
 from training.recommend import Recommender
 
-from ..helpers import vocabulary, write_byo_dataset
+from ..helpers import run_module, vocabulary, write_byo_dataset
 from .lists_data import everything, fold_in_logits, positives, users_by_history
 
 
@@ -243,3 +243,15 @@ def test_export_refuses_data_of_the_other_layout_in_one_line(tmp_path, request, 
                         str(request.getfixturevalue(data)), "--output", str(tmp_path / "repo")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0] and not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_full_disk_is_one_line_and_leaves_no_repository(tmp_path, trained, fmt):
+    """Once a torch writer traceback (TorchScript) or an abort (ONNX). A file size limit fails writes as a full
+    disk does."""
+    out = tmp_path / "repo"
+    result = run_module("serving.export", "--checkpoint", trained, "--format", fmt, "--output", out, timeout=300,
+                        file_size_limit=10_000)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == f"error: cannot write {out}: File too large"
+    assert not list(tmp_path.iterdir())

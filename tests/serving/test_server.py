@@ -25,7 +25,7 @@ from etl.transform import transform
 from serving.export import load_exportable
 from training.recommend import main as recommend_main
 
-from ..helpers import ROOT, run_module, vocabulary, write_ratings_csv
+from ..helpers import ROOT, run_module, truncated_vocabulary, vocabulary, write_ratings_csv
 from .lists_data import everything, fold_in_logits, positives, users_by_history
 
 K = 10
@@ -290,11 +290,14 @@ def test_vae_server_stops_cleanly(vae_server):
 
 
 @pytest.mark.parametrize("case", ["port in use", "bad checkpoint", "pairs checkpoint, lists data",
-                                  "lists checkpoint, pairs data"])
+                                  "lists checkpoint, pairs data", "truncated vocabulary"])
 def test_startup_errors_are_one_line(tmp_path, request, case):
     prepared, trained = request.getfixturevalue("prepared"), request.getfixturevalue("trained")
-    checkpoint, data, words = trained, prepared, None
-    if case == "bad checkpoint":
+    checkpoint, data, words, extra = trained, prepared, None, []
+    if case == "truncated vocabulary":
+        words = "unique.item_id.parquet is damaged or not parquet"
+        extra = ["--workflow", truncated_vocabulary(prepared.parent / "workflow", tmp_path / "wf")]
+    elif case == "bad checkpoint":
         checkpoint, words = tmp_path / "missing.pth", "missing.pth does not exist"
     elif case == "pairs checkpoint, lists data":
         data, words = request.getfixturevalue("prepared_lists"), "(neumf) needs the pairs layout"
@@ -304,6 +307,7 @@ def test_startup_errors_are_one_line(tmp_path, request, case):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1] if case == "port in use" else free_port()
-        result = run_module("serving", "--checkpoint", checkpoint, "--data", data, "--http-port", port, timeout=120)
+        result = run_module("serving", "--checkpoint", checkpoint, "--data", data, "--http-port", port, *extra,
+                            timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (words or f"--http-port {port}") in result.stderr.strip().splitlines()[-1]

@@ -5,7 +5,7 @@ from contract.feature_spec import FeatureSpec
 from etl.prepare import PrepareConfig, prepare
 from training.recommend import main as recommend_main
 
-from ..helpers import train, train_fails, vocabulary, write_byo_dataset, write_ratings_csv
+from ..helpers import train, train_fails, truncated_vocabulary, vocabulary, write_byo_dataset, write_ratings_csv
 
 
 def test_recommend_excludes_history_and_flags_unknown_users(tmp_path, prepared, trained, capsys):
@@ -43,6 +43,15 @@ def test_recommend_all_users_and_bad_requests(tmp_path, prepared, trained, capsy
     assert "another dataset" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.csv").exists()
 
+
+
+def test_a_truncated_vocabulary_is_one_line(tmp_path, prepared, trained, capsys):
+    workflow = truncated_vocabulary(prepared.parent / "workflow", tmp_path / "wf")
+    code = recommend_main(["--checkpoint", str(trained), "--workflow", str(workflow), "--data", str(prepared),
+                           "--users", "1", "--output", str(tmp_path / "r.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "unique.item_id.parquet is damaged or not parquet" in err[0], err
+    assert not (tmp_path / "r.csv").exists()
 
 
 def test_recommend_refuses_a_workflow_that_did_not_encode_the_data(tmp_path, prepared, trained, synthetic_raw, capsys):

@@ -10,7 +10,7 @@ import torch
 from training import train as loop
 from training.tasks.neumf import NeuMFTask
 
-from ..helpers import run_module, train, train_fails, write_byo_dataset
+from ..helpers import finish, interrupt, paused, run_module, train, train_fails, write_byo_dataset
 
 SMALL = ["-b", "4096", "-f", "8", "--layers", "16", "8", "-l", "0.01"]
 
@@ -157,6 +157,45 @@ def test_a_rerun_never_replaces_an_earlier_run_without_a_flag(tmp_path):
     assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [0]
 
 
+def test_a_run_killed_before_its_first_last_pth_gets_advice_that_works(tmp_path):
+    """Killed between the first model.pth and the first last.pth: neither message may send to the other."""
+    folder = write_byo_dataset(tmp_path / "byo")
+    ckpt = tmp_path / "ckpt"
+    common = ["--data", folder, *SMALL, "-b", "300", "-k", "2", "-e", "1", "--checkpoint_dir", ckpt]
+    train(*common)
+    (ckpt / "last.pth").unlink()
+    for flags in ([], ["--resume"]):
+        message = train_fails(*common, *flags)
+        assert "no last.pth to resume" in message and "pass --resume" not in message, message
+        assert f"--overwrite --init_from {ckpt / 'model.pth'}" in message, message
+    train(*common, "--overwrite", "--init_from", ckpt / "model.pth")
+    assert (ckpt / "last.pth").is_file()
+
+
+def test_ctrl_c_is_one_line_and_leaves_whole_checkpoints(tmp_path):
+    folder, ckpt = write_byo_dataset(tmp_path / "byo"), tmp_path / "ckpt"
+    result = interrupt("training", "--data", folder, "-e", "1000", *SMALL, "-b", "300", "-k", "2",
+                       "--checkpoint_dir", ckpt, ready=lambda: (ckpt / "last.pth").exists())
+    assert result.returncode == 130 and result.stderr.strip().splitlines()[-1] == "interrupted", result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not [p for p in ckpt.iterdir() if ".tmp-" in p.name]
+    assert torch.load(ckpt / "last.pth", weights_only=True)["meta"]["epoch"] >= 0
+
+
+def test_a_second_run_into_a_running_runs_folder_refuses(tmp_path):
+    """Two real trainings into one --checkpoint_dir: the second refuses naming the first, whose checkpoints
+    and log stay its own (once both exited 0, their epochs interleaved and model.pth/last.pth mixed runs)."""
+    folder, ckpt = write_byo_dataset(tmp_path / "byo"), tmp_path / "ckpt"
+    common = ["--data", folder, *SMALL, "-b", "300", "-k", "2", "--checkpoint_dir", ckpt, "--log_path", ckpt / "log.jsonl"]
+    with paused("training", *common, "-e", "3", "--seed", "1", ready=lambda: (ckpt / "model.pth").exists()) as first:
+        message = train_fails(*common, "-e", "1", "--seed", "2", "--overwrite")
+    assert message.startswith(f"error: {ckpt} is in use by another run (pid {first.pid}: "), message
+    assert finish(first).returncode == 0
+    for name in ("model.pth", "last.pth"):
+        assert torch.load(ckpt / name, weights_only=True)["meta"]["args"]["seed"] == 1
+    assert [json.loads(line)["epoch"] for line in (ckpt / "log.jsonl").read_text().splitlines()] == [0, 1, 2]
+
+
 def test_load_checkpoint_path_in_train_mode_starts_from_those_weights(tmp_path):
     """DLE semantics: the weights are loaded before training (a tiny learning rate keeps them)."""
     folder = write_byo_dataset(tmp_path / "byo")
@@ -168,9 +207,30 @@ def test_load_checkpoint_path_in_train_mode_starts_from_those_weights(tmp_path):
     assert again["best_hr"] == pytest.approx(first["best_hr"], abs=0.02)
 
 
-@pytest.mark.parametrize("flag", ["--checkpoint_dir", "--log_path"])
+@pytest.mark.parametrize("flag", ["--checkpoint_dir", "--log_path", "--tensorboard"])
 def test_unwritable_output_is_one_line(tmp_path, flag):
     folder = write_byo_dataset(tmp_path / "byo")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     assert "cannot" in train_fails("--data", folder, "-e", "1", *SMALL, "-b", "300", "-k", "2", flag, blocker / "out")
+
+
+def test_a_tensorboard_folder_nobody_may_write_is_one_line(tmp_path):
+    """An existing folder where no file can be made (once a traceback from TensorBoard's writer thread);
+    /proc/self refuses even root, who may write into any chmod 555 folder."""
+    folder = write_byo_dataset(tmp_path / "byo")
+    result = run_module("training", "--data", folder, "-e", "1", *SMALL, "-b", "300", "-k", "2",
+                        "--tensorboard", "/proc/self", timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot write --tensorboard /proc/self")
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
+    """Once torch's zip writer ended this in a RuntimeError traceback. A file size limit fails writes as a
+    full disk does (EFBIG for ENOSPC) without root; the log and plot stay under it, the checkpoint does not."""
+    folder, ckpt = write_byo_dataset(tmp_path / "byo"), tmp_path / "ckpt"
+    result = run_module("training", "--data", folder, "-e", "1", "-b", "300", "-k", "2", "-f", "64", "--layers",
+                        "256", "64", "--checkpoint_dir", ckpt, timeout=300, file_size_limit=100_000)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == f"error: cannot write {ckpt / 'model.pth'}: File too large"
+    assert not [p.name for p in ckpt.iterdir() if p.name.endswith(".pth") or ".tmp-" in p.name]
