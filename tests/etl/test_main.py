@@ -29,7 +29,7 @@ def _file(tmp_path, name, content):
 CASES = {
     "missing path": (lambda t: t / "nope.csv", "does not exist"),
     "empty file": (lambda t: _file(t, "ratings.csv", ""), "is empty"),
-    "missing column": (lambda t: _file(t, "r.csv", "userId,itemId,rating\n1,2,3\n"), "no movie column 'movieId'"),
+    "missing column": (lambda t: _file(t, "r.csv", "userId,itemId,rating\n1,2,3\n"), "no item column 'movieId'"),
     "unparsable id": (lambda t: _file(t, "ratings.dat", "1::2::3::4\nx::2::3::5\n"), "cannot parse 'x'"),
     "unparsable timestamp": (lambda t: _file(t, "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,soon\n"),
                              "timestamp column: cannot parse 'soon'"),
