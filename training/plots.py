@@ -1,5 +1,6 @@
 """One PNG per run, for every family: the training loss (and its parts) per epoch, and the figures that
-pick the best epoch, with the popularity baseline on the same split and the chosen epoch marked."""
+pick the best epoch, with the popularity baseline on the same split and the chosen epoch marked; and the
+figures by K of every model `python -m training.compare` compared."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,6 +34,26 @@ def plot_history(history: list[dict], path: Path, report, summary: dict) -> Path
               xlabel="epoch")
     if right.get_legend_handles_labels()[0]:
         right.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_comparison(results: dict[str, dict], ks, path: Path, title: str) -> Path:
+    """`python -m training.compare`: HR, NDCG, Recall and coverage by K, one line per model."""
+    from matplotlib.figure import Figure
+
+    from .report import label
+
+    fig = Figure(figsize=(13, 3.4))
+    for ax, metric in zip(fig.subplots(1, 4), ("hr", "ndcg", "recall", "coverage")):
+        for model, figures in results.items():
+            ax.plot(ks, [figures[f"{metric}@{k}"] for k in ks], marker="o", label=model)
+        ax.set(title=label(metric, "K") if metric != "coverage" else "coverage@K", xlabel="K", xscale="log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+    fig.axes[0].legend(fontsize="small")
+    fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

@@ -12,6 +12,8 @@ and the top K are compared with the targets:
 - Recall@K = hits in the top K / min(K, |targets|).
 With one target per user, the position of the target is the number of eligible items scoring >= it,
 the rule of the sampled protocol (`sampled.py`). Sums are all-reduced over ranks, then divided.
+`evaluate_at` scores once and reports several K, plus coverage@K: the share of candidate items that are
+in at least one evaluated user's top K (`python -m training.compare`).
 """
 from __future__ import annotations
 
@@ -57,22 +59,43 @@ def pessimistic_order(scores: torch.Tensor, truth: torch.Tensor, k: int) -> torc
     return torch.gather(targets_last, 1, by_score)
 
 
-def metric_sums(scores: torch.Tensor, targets: torch.Tensor, k: int, recall_at=()) -> dict[str, torch.Tensor]:
-    """Sums over the batch's users of hr, ndcg, recall at k and recall@r for each r; `targets` is CSR."""
+def ranked_hits(scores: torch.Tensor, targets: torch.Tensor, depth: int):
+    """Each row's `depth` best columns (pessimistic ties), whether each is a target (float64), and the
+    number of targets per row; `targets` is CSR."""
     truth = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     truth[row_ids(targets), targets.col_indices()] = True
-    n_target = truth.sum(dim=1)
+    order = pessimistic_order(scores, truth, depth)
+    return order, torch.gather(truth, 1, order).double(), truth.sum(dim=1)
+
+
+def sums_at(hits: torch.Tensor, n_target: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """Sums over the rows of hr, ndcg and recall at k, from `ranked_hits` of depth >= min(k, items)."""
+    kk = min(k, hits.shape[1])
+    discount = 1.0 / torch.log2(torch.arange(2, kk + 2, device=hits.device, dtype=torch.float64))
+    ideal = torch.cumsum(discount, 0)[(n_target.clamp(1, kk) - 1)]
+    found = hits[:, :kk]
+    return {"hr": (found.sum(dim=1) > 0).double().sum(),
+            "ndcg": ((found * discount).sum(dim=1) / ideal).sum(),
+            "recall": (found.sum(dim=1) / n_target.clamp_max(k).clamp_min(1)).sum()}
+
+
+def metric_sums(scores: torch.Tensor, targets: torch.Tensor, k: int, recall_at=()) -> dict[str, torch.Tensor]:
+    """Sums over the batch's users of hr, ndcg, recall at k and recall@r for each r; `targets` is CSR."""
     depth = min(max((k, *recall_at)), scores.shape[1])
-    hits = torch.gather(truth, 1, pessimistic_order(scores, truth, depth)).double()
-    discount = 1.0 / torch.log2(torch.arange(2, depth + 2, device=scores.device, dtype=torch.float64))
-    kk = min(k, depth)
-    ideal = torch.cumsum(discount[:kk], 0)[(n_target.clamp(1, kk) - 1)]
-    sums = {"hr": (hits[:, :kk].sum(dim=1) > 0).double().sum(),
-            "ndcg": ((hits[:, :kk] * discount[:kk]).sum(dim=1) / ideal).sum(),
-            "recall": (hits[:, :kk].sum(dim=1) / n_target.clamp_max(k).clamp_min(1)).sum()}
+    _, hits, n_target = ranked_hits(scores, targets, depth)
+    sums = sums_at(hits, n_target, k)
     for r in recall_at:
-        sums[f"recall@{r}"] = (hits[:, :r].sum(dim=1) / n_target.clamp_max(r).clamp_min(1)).sum()
+        sums[f"recall@{r}"] = sums_at(hits, n_target, r)["recall"]
     return sums
+
+
+def scored_batches(score_users: ScoreUsers, data: RankingSet, candidates: torch.Tensor, batch_users: int):
+    """(scores with excluded items and non-candidates at -inf, targets CSR) per batch of `batch_users` users."""
+    for start in range(0, len(data), batch_users):
+        end = min(start + batch_users, len(data))
+        scores = score_users(data.users[start:end], data.fold_in.rows(start, end, data.n_items)).float().clone()
+        yield (exclude(scores, data.exclude.rows(start, end, data.n_items), candidates),
+               data.targets.rows(start, end, data.n_items))
 
 
 @torch.no_grad()
@@ -82,16 +105,43 @@ def evaluate_ranking(score_users: ScoreUsers, data: RankingSet, candidates: torc
     begin = time.perf_counter()
     keys = ["hr", "ndcg", "recall", *(f"recall@{r}" for r in recall_at)]
     sums = torch.zeros(len(keys), dtype=torch.float64, device=runtime.device)
-    for start in range(0, len(data), batch_users):
-        end = min(start + batch_users, len(data))
-        scores = score_users(data.users[start:end], data.fold_in.rows(start, end, data.n_items)).float().clone()
-        scores = exclude(scores, data.exclude.rows(start, end, data.n_items), candidates)
-        batch = metric_sums(scores, data.targets.rows(start, end, data.n_items), k, recall_at)
+    for scores, targets in scored_batches(score_users, data, candidates, batch_users):
+        batch = metric_sums(scores, targets, k, recall_at)
         sums += torch.stack([batch[key] for key in keys])
     *totals, users = runtime.sum(*sums.tolist(), float(len(data)))
     seconds = time.perf_counter() - begin
     return {**{key: total / data.total_users for key, total in zip(keys, totals)},
             "eval_seconds": seconds, "eval_throughput": users / max(seconds, 1e-9)}
+
+
+@torch.no_grad()
+def evaluate_at(score_users: ScoreUsers, data: RankingSet, candidates: torch.Tensor, ks, batch_users: int,
+                runtime: Runtime) -> dict:
+    """hr@k, ndcg@k, recall@k and coverage@k for every k in `ks` from one scoring pass (means over all ranks'
+    users; coverage over the candidates); eval_seconds, eval_throughput."""
+    begin = time.perf_counter()
+    ks = sorted(set(ks))
+    depth = min(ks[-1], data.n_items)
+    sums = {(m, k): torch.zeros((), dtype=torch.float64, device=runtime.device)
+            for k in ks for m in ("hr", "ndcg", "recall")}
+    shown = torch.zeros(len(ks), data.n_items, dtype=torch.bool, device=runtime.device)
+    for scores, targets in scored_batches(score_users, data, candidates, batch_users):
+        order, hits, n_target = ranked_hits(scores, targets, depth)
+        recommendable = torch.isfinite(torch.gather(scores, 1, order))  # fewer eligible items than K: no filler
+        for j, k in enumerate(ks):
+            for m, value in sums_at(hits, n_target, k).items():
+                sums[m, k] += value
+            shown[j, order[:, :k][recommendable[:, :k]]] = True
+    *totals, users = runtime.sum(*(v.item() for v in sums.values()), float(len(data)))
+    per_item = shown.double()
+    if runtime.world > 1:  # an item is covered if any rank's users were shown it
+        per_item = torch.tensor(runtime.sum(*per_item.flatten().tolist())).view_as(per_item)
+    shown_counts = (per_item > 0).sum(dim=1).tolist()
+    n_candidates = max(int(candidates.sum()), 1)
+    seconds = time.perf_counter() - begin
+    return {**{f"{m}@{k}": total / max(data.total_users, 1) for (m, k), total in zip(sums, totals)},
+            **{f"coverage@{k}": count / n_candidates for k, count in zip(ks, shown_counts)},
+            "users": int(users), "eval_seconds": seconds, "eval_throughput": users / max(seconds, 1e-9)}
 
 
 def popularity_scores(counts: torch.Tensor) -> ScoreUsers:

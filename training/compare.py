@@ -1,0 +1,260 @@
+"""python -m training.compare: which model for my data? Every family and two strong baselines on one protocol.
+
+On one pairs-layout folder (`etl prepare`), each model is trained with its defaults (or read from
+`--checkpoint NAME=PATH`) on the same train positives, then every evaluated user's held-out validation and
+test positives are ranked against the whole catalogue minus what the user has (`data/heldout_pairs.py`):
+HR@K, NDCG@K, Recall@K and coverage@K at every -k, from one scoring pass per model (`ranking.evaluate_at`).
+- neumf: `python -m training` on the folder (its defaults, best epoch on its validation).
+- multvae: the one loop on a lists folder built from the same train positives (`data/lists_from_pairs.py`);
+  it folds in each user's train positives to score.
+- ease: closed form on the train matrix, lambda chosen on validation NDCG at the smallest K (`baselines.py`).
+- toppop: train popularity.
+--output gets results.csv, results.json, compare.png and each trained model's run folder, written
+to a temporary folder and renamed when complete. The last stdout line is one JSON object keyed by model.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from contract.atomic import atomic_dir, refuse_existing
+from contract.errors import UserError, print_error
+from contract.feature_spec import FeatureSpec
+
+from . import checkpoint
+from . import train as one_loop
+from .args import default_run_folder, per_family
+from .baselines import LAMBDAS, check_lambdas, fit_ease
+from .data.heldout_pairs import HeldOutPairs, load_heldout_pairs
+from .data.lists_from_pairs import write_lists_folder
+from .models import build_model
+from .plots import plot_comparison
+from .ranking import evaluate_at, popularity_scores
+from .runtime import Runtime, shutdown, start_runtime
+from .tasks import task_for
+from .tasks.base import Task, path
+from .tasks.multvae import MultVAETask
+from .tasks.neumf import NeuMFTask
+
+MODELS = ("neumf", "multvae", "ease", "toppop")
+TRAINED: dict[str, type[Task]] = {"neumf": NeuMFTask, "multvae": MultVAETask}
+KS = (10, 20, 50, 100)
+METRICS = ("hr", "ndcg", "recall", "coverage")
+SCORE_BUDGET = 2 * 10**8   # users x items per split by default: all of ml-1m's users, about 7,400 of ml-20m's
+BATCH_SCORES = 2**20       # users x items scored per forward pass
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=path, required=True, help="DATA_DIR in the pairs layout (etl prepare)")
+    p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="(default: all four)")
+    p.add_argument("-k", "--topk", type=int, nargs="+", default=list(KS), help="the K of every figure (default: "
+                                                                             f"{' '.join(map(str, KS))})")
+    p.add_argument("--output", type=path, help="results folder (default: runs/DATA-NAME/compare-TIMESTAMP)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--seed", type=int, default=1, help="training seeds and the user sample")
+    p.add_argument("-e", "--epochs", type=int, help="epochs of every trained family " + per_family("epochs"))
+    p.add_argument("--checkpoint", nargs="+", default=[], metavar="NAME=PATH",
+                   help="evaluate this checkpoint instead of training (neumf=PATH, multvae=PATH); a multvae one "
+                        "from an earlier compare run on the same folder")
+    p.add_argument("--max_users", type=int,
+                   help=f"evaluate a seeded sample of this many test users (default: as many as keep users x items "
+                        f"within {SCORE_BUDGET:,})")
+    p.add_argument("--ease_lambdas", type=float, nargs="+", default=list(LAMBDAS),
+                   help="EASE regularisations to try; the best on validation is kept (default: %(default)s)")
+    p.add_argument("--ease_max_items", type=int,
+                   help="EASE on at most this many (most popular) items (default: what half the free memory holds)")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = parser()
+    args = p.parse_args(None if argv is None else [str(a) for a in argv])
+    for name in ("epochs", "max_users", "ease_max_items"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1")
+    if min(args.topk) < 1:
+        p.error("-k values must be at least 1")
+    args.topk = sorted(set(args.topk))
+    args.models = list(dict.fromkeys(args.models))
+    checkpoints = {}
+    for entry in args.checkpoint:
+        name, sep, where = entry.partition("=")
+        if not sep or name not in TRAINED or not where:
+            p.error(f"--checkpoint {entry}: expected NAME=PATH with NAME one of {', '.join(TRAINED)}")
+        if name not in args.models:
+            p.error(f"--checkpoint {entry}: {name} is not among --models")
+        checkpoints[name] = Path(where)
+    args.checkpoint = checkpoints
+    try:
+        args.ease_lambdas = check_lambdas(args.ease_lambdas)
+    except UserError as exc:
+        p.error(str(exc))
+    return args
+
+
+def load_checkpoint(name: str, where: Path, spec: FeatureSpec) -> torch.nn.Module:
+    """A --checkpoint of family `name` that fits the data's tables, as a model in eval mode."""
+    payload = checkpoint.load(where)
+    variant = payload["meta"]["architecture"]["variant"]
+    if task_for(variant) is not TRAINED[name]:
+        raise UserError(f"--checkpoint {name}={where} is a {variant} checkpoint, not {name}")
+    checkpoint.check_fits(payload, where, spec.table_sizes)
+    model = build_model(payload["meta"]["architecture"], spec.table_sizes)
+    model.load_state_dict(payload["model"])
+    return model.eval()
+
+
+def train_family(name: str, args, data: HeldOutPairs, spec: FeatureSpec, folder: Path) -> tuple[torch.nn.Module, dict]:
+    """Train `name` with its defaults through the one loop into `folder`; the chosen model and its summary."""
+    if name == "multvae":  # the same train positives, grouped per user
+        source = write_lists_folder(data, spec, folder.parent / f".{name}-data")
+        flags = ["--data", source]
+    else:
+        source, flags = None, ["--data", args.data, "--feature_spec_file", args.feature_spec_file]
+    try:
+        summary = one_loop.run([*flags, "--model", name, "--seed", args.seed, "--checkpoint_dir", folder,
+                                "--log_path", folder / "log.jsonl", *(["-e", args.epochs] if args.epochs else [])])
+    finally:
+        if source is not None:
+            shutil.rmtree(source, ignore_errors=True)
+    return load_checkpoint(name, folder / checkpoint.BEST, spec), summary
+
+
+def scorer(name: str, model: torch.nn.Module):
+    """The family's all-items scoring of a batch of users, without gradients."""
+    task = TRAINED[name]
+
+    def score(users, fold_in):
+        with torch.no_grad():
+            return task.score_users(model, users, fold_in)
+
+    return score
+
+
+def evaluate_models(args, spec: FeatureSpec, data: HeldOutPairs, runtime: Runtime, out: Path) -> dict:
+    candidates = Task.candidates(data.counts, data.first_index)
+    batch = max(1, BATCH_SCORES // data.n_items)
+
+    def rank(score, split="test"):
+        return evaluate_at(score, data.splits[split], candidates, args.topk, batch, runtime)
+
+    results = {}
+    for name in args.models:
+        say(f"{name}: " + ("reading " + str(args.checkpoint[name]) if name in args.checkpoint else
+                          "training" if name in TRAINED else "fitting"))
+        begin = time.perf_counter()
+        details: dict = {}
+        if name in args.checkpoint:
+            model = load_checkpoint(name, args.checkpoint[name], spec)
+            details["checkpoint"] = str(args.checkpoint[name])
+            score = scorer(name, model)
+        elif name in TRAINED:
+            model, summary = train_family(name, args, data, spec, out / name)
+            details.update({"best_epoch": summary.get("best_epoch"), "epochs": summary.get("epochs"),
+                            "checkpoint": str(args.output / name / checkpoint.BEST)})
+            score = scorer(name, model)
+        elif name == "ease":
+            smallest = args.topk[0]
+            ease = fit_ease(data.train, data.counts, data.first_index, args.ease_lambdas, args.ease_max_items,
+                            lambda s: rank(s, "validation")[f"ndcg@{smallest}"], say)
+            details.update({"lambda": ease.lam, "items": len(ease.items),
+                            f"validation_ndcg@{smallest}": {f"{lam:g}": v for lam, v in ease.validation.items()}})
+            score = ease.score_users
+        else:
+            score = popularity_scores(data.counts)
+        trained = time.perf_counter() - begin
+        figures = rank(score)
+        results[name] = {**{key: figures[key] for key in figures if "@" in key}, "users": figures["users"],
+                         "train_seconds": trained, "eval_seconds": figures["eval_seconds"],
+                         "seconds": trained + figures["eval_seconds"], **details}
+        k = args.topk[0]
+        say(f"{name}: HR@{k} {results[name][f'hr@{k}']:.4f}  NDCG@{k} {results[name][f'ndcg@{k}']:.4f}  "
+            f"coverage@{k} {results[name][f'coverage@{k}']:.3f}  ({trained:.1f}s to train, "
+            f"{figures['eval_seconds']:.1f}s to evaluate)")
+    return results
+
+
+def table(results: dict, ks) -> str:
+    lines = [f"{'model':<8} {'K':>4} {'HR':>7} {'NDCG':>7} {'Recall':>7} {'coverage':>8} {'seconds':>8}"]
+    for name, r in results.items():
+        for k in ks:
+            lines.append(f"{name:<8} {k:>4} {r[f'hr@{k}']:>7.4f} {r[f'ndcg@{k}']:>7.4f} {r[f'recall@{k}']:>7.4f} "
+                         f"{r[f'coverage@{k}']:>8.3f} {r['seconds']:>8.1f}")
+    return "\n".join(lines)
+
+
+def write_results(folder: Path, results: dict, about: dict, ks) -> None:
+    with open(folder / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "k", *METRICS, "users", "train_seconds", "eval_seconds", "seconds"])
+        for name, r in results.items():
+            for k in ks:
+                writer.writerow([name, k, *(r[f"{m}@{k}"] for m in METRICS), r["users"], f"{r['train_seconds']:.2f}",
+                                 f"{r['eval_seconds']:.2f}", f"{r['seconds']:.2f}"])
+    (folder / "results.json").write_text(json.dumps({**about, "models": results}, indent=2))
+    plot_comparison(results, ks, folder / "compare.png",
+                    f"{Path(about['data']).resolve().name}: {about['users']['test']:,} test users, {about['items']:,} items, full ranking")
+
+
+def compare(args) -> dict:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("python -m training.compare runs as one process, not under torchrun")
+    spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("train",))
+    args.output = args.output or default_run_folder(args.data, "compare")
+    refuse_existing(args.output, args.overwrite)  # before any training
+    for name, where in args.checkpoint.items():
+        load_checkpoint(name, where, spec)
+    runtime = start_runtime()
+    try:
+        items = spec.item_cardinality - spec.first_index
+        max_users = args.max_users or max(1, SCORE_BUDGET // max(items, 1))
+        data = load_heldout_pairs(spec, runtime, max_users, args.seed)
+        test, valid = len(data.splits["test"]), len(data.splits["validation"])
+        say(f"protocol: each user's held-out positive ranked against all {items:,} items minus the user's own; "
+            + (f"a seeded sample of {test:,} of {data.test_users:,} test users (--max_users, --seed)" if data.sampled
+               else f"all {test:,} test users") + f", {valid:,} validation users; on {runtime.describe()}")
+        with atomic_dir(args.output, args.overwrite) as tmp:
+            results = evaluate_models(args, spec, data, runtime, tmp)
+            about = {"data": str(args.data), "k": args.topk, "items": items, "device": runtime.describe(),
+                     "users": {"test": test, "validation": valid, "with_test_positive": data.test_users,
+                               "sampled": data.sampled, "seed": args.seed},
+                     "protocol": "full ranking of each held-out positive against every item but the user's own "
+                                 "(train, known; at test also validation); ties count against the model"}
+            write_results(tmp, results, about, args.topk)
+        say(f"wrote {args.output}/results.csv, results.json, compare.png")
+    finally:
+        shutdown(runtime)
+    print(table(results, args.topk), flush=True)
+    return results
+
+
+def main(argv=None) -> int:
+    try:
+        results = compare(parse_args(argv))
+    except UserError as exc:
+        return print_error(exc)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(json.dumps({name: {k: v for k, v in r.items() if not isinstance(v, (dict, str))}
+                      for name, r in results.items()}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
