@@ -232,7 +232,8 @@ def compare(args) -> dict:
             results = evaluate_models(args, spec, data, runtime, tmp)
             about = {"data": str(args.data), "k": args.topk, "items": items, "device": runtime.describe(),
                      "users": {"test": test, "validation": valid, "with_test_positive": data.test_users,
-                               "sampled": data.sampled, "seed": args.seed},
+                               "sampled": data.sampled, "seed": args.seed,
+                               **({"test_ids": data.splits["test"].users.tolist()} if data.sampled else {})},
                      "protocol": "full ranking of each held-out positive against every item but the user's own "
                                  "(train, known; at test also validation); ties count against the model"}
             write_results(tmp, results, about, args.topk)

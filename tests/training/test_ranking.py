@@ -1,5 +1,6 @@
 """Full-catalogue ranking, one protocol for every family: HR/NDCG/Recall against a plain Python reference
-(ties against the model), the exclusions, and brute-force rankings of NeuMF and Mult-VAE users."""
+(ties against the model), several K and coverage from one pass, the exclusions, and brute-force rankings of
+NeuMF and Mult-VAE users."""
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from training.models import build_model
-from training.ranking import RankingSet, evaluate_ranking, exclude, metric_sums, popularity_scores
+from training.ranking import RankingSet, evaluate_at, evaluate_ranking, exclude, metric_sums, popularity_scores
 from training.runtime import Runtime
 from training.sparse import Lists, multi_hot
 from training.tasks.multvae import MultVAETask
@@ -55,6 +56,31 @@ def test_sums_match_the_reference(seed, users, n_items, k, ties):
         want = sum(reference(scores[u].tolist(), set(targets[u]), r)["recall"] for u in range(users))
         assert math.isclose(sums[f"recall@{r}"].item(), want, rel_tol=1e-9, abs_tol=1e-12)
 
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 9), st.integers(5, 40), st.integers(1, 4))
+def test_several_k_and_coverage_from_one_pass_match_the_reference(seed, users, n_items, batch):
+    """evaluate_at: every K as metric_sums' reference, and coverage@K = share of candidates in someone's top K
+    (excluded items and non-candidates never count, even when a user has fewer than K eligible items)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 4, (users, n_items)).astype(np.float64)  # many ties
+    candidates = torch.from_numpy(rng.random(n_items) < 0.8)
+    targets = [sorted(rng.choice(n_items, rng.integers(1, 3), replace=False).tolist()) for _ in range(users)]
+    have = [sorted(set(rng.choice(n_items, rng.integers(0, 4)).tolist()) - set(t)) for t in targets]
+    data = RankingSet(torch.arange(users), lists(have), lists(have), lists(targets), n_items, users)
+    ks = (1, 3, 7, 50)
+    got = evaluate_at(lambda u, f: torch.from_numpy(scores[u.numpy()]), data, candidates, ks, batch, Runtime())
+    eligible = [[i for i in range(n_items) if candidates[i] and i not in have[u]] for u in range(users)]
+    for k in ks:
+        masked = [[scores[u, i] if i in eligible[u] else -math.inf for i in range(n_items)] for u in range(users)]
+        expected = [reference(masked[u], set(targets[u]), k) for u in range(users)]
+        for key in ("hr", "ndcg", "recall"):
+            assert got[f"{key}@{k}"] == pytest.approx(sum(e[key] for e in expected) / users, abs=1e-12), (key, k)
+        shown = {i for u in range(users)
+                 for i in sorted(eligible[u], key=lambda i: (-scores[u, i], i in targets[u], i))[:k]}
+        assert got[f"coverage@{k}"] == pytest.approx(len(shown) / max(int(candidates.sum()), 1)), k
+    assert got["users"] == users
 
 def test_seen_items_and_non_candidates_are_excluded():
     scores = torch.tensor([[9.0, 8.0, 7.0, 6.0, 5.0, 4.0]])

@@ -1,0 +1,102 @@
+"""EASE: the closed form against numpy's, the item subset when the Gram matrix would not fit, the lambda
+chosen on the validation figure, and the scores of a user's train row."""
+import numpy as np
+import pytest
+import torch
+
+from contract.errors import UserError
+from training.baselines import EASE, check_lambdas, ease_weights, fit_ease, gram, item_subset, max_items_for
+from training.sparse import Lists, multi_hot
+
+FIRST = 3
+
+
+def train_lists(rows):
+    return Lists(torch.tensor([0] + [len(r) for r in rows]).cumsum(0), torch.tensor([i for r in rows for i in r],
+                                                                                     dtype=torch.int64))
+
+
+def numpy_ease(x: np.ndarray, lam: float) -> np.ndarray:
+    p = np.linalg.inv(x.T @ x + lam * np.eye(x.shape[1]))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def random_rows(seed, users=30, n_items=12):
+    rng = np.random.default_rng(seed)
+    return [sorted(rng.choice(np.arange(FIRST, n_items), rng.integers(1, 6), replace=False).tolist())
+            for _ in range(users)]
+
+
+def dense(rows, n_items):
+    x = np.zeros((len(rows), n_items))
+    for u, r in enumerate(rows):
+        x[u, r] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("lam", [1.0, 25.0])
+def test_weights_and_scores_match_numpy(lam):
+    rows, n_items = random_rows(0), 12
+    items = torch.arange(FIRST, n_items)
+    position = torch.full((n_items,), -1)
+    position[items] = torch.arange(len(items))
+    g = gram(train_lists(rows), position, len(items))
+    x = dense(rows, n_items)[:, FIRST:]
+    assert np.allclose(g.numpy(), x.T @ x)
+    b = ease_weights(g, lam)
+    assert np.allclose(b.numpy(), numpy_ease(x, lam), atol=1e-5)
+    ease = EASE(items, b, lam, n_items)
+    fold_in = multi_hot(torch.tensor([0, len(rows[0]), len(rows[0]) + len(rows[1])]),
+                        torch.tensor(rows[0] + rows[1]), n_items)
+    scores = ease.score_users(torch.tensor([0, 1]), fold_in).numpy()
+    assert np.isneginf(scores[:, :FIRST]).all()  # reserved indices are no items of EASE's
+    assert np.allclose(scores[:, FIRST:], x[:2] @ numpy_ease(x, lam), atol=1e-5)
+
+
+def test_the_gram_matrix_sums_over_blocks_of_users(monkeypatch):
+    import training.baselines as baselines
+
+    rows, n_items = random_rows(1, users=40), 12
+    items = torch.arange(FIRST, n_items)
+    position = torch.full((n_items,), -1)
+    position[items] = torch.arange(len(items))
+    whole = gram(train_lists(rows), position, len(items))
+    monkeypatch.setattr(baselines, "GRAM_BATCH", 3 * len(items))  # three users a block
+    assert torch.equal(gram(train_lists(rows), position, len(items)), whole)
+
+
+def test_a_catalogue_too_large_keeps_the_most_popular_items_and_says_so():
+    counts = torch.tensor([0, 0, 0, 5, 1, 7, 7, 0, 2])
+    assert item_subset(counts, FIRST, 3).tolist() == [3, 5, 6]
+    assert item_subset(counts, FIRST, 100).tolist() == list(range(FIRST, 9))
+    assert max_items_for(4 * 2**30) == int((0.5 * 4 * 2**30 / 16) ** 0.5)
+    rows = [[3, 5], [5, 6], [3, 6, 8], [4, 5]]
+    said = []
+    ease = fit_ease(train_lists(rows), counts, FIRST, (10.0,), 3, lambda score: 0.0, said.append)
+    assert ease.items.tolist() == [3, 5, 6] and "models the 3 most popular" in said[0]
+    scores = ease.score_users(torch.tensor([0]), multi_hot(torch.tensor([0, 2]), torch.tensor([3, 4]), 9))
+    assert np.isneginf(scores[0, [4, 7, 8]].numpy()).all() and np.isfinite(scores[0, [3, 5, 6]].numpy()).all()
+
+
+def test_lambda_is_the_one_validation_likes_best():
+    rows, n_items = random_rows(2), 12
+    counts = torch.bincount(torch.tensor([i for r in rows for i in r]), minlength=n_items)
+    seen = []
+
+    def validate(score):  # a figure that peaks at lambda 50, read off the scorer's weights
+        lam = next(lam for lam in (5.0, 50.0, 500.0) if np.allclose(
+            score(torch.tensor([0]), multi_hot(torch.tensor([0, 1]), torch.tensor([FIRST]), n_items))[0, FIRST + 1:]
+            .numpy(), numpy_ease(dense(rows, n_items)[:, FIRST:], lam)[0, 1:], atol=1e-5))
+        seen.append(lam)
+        return -abs(np.log(lam / 50.0))
+
+    ease = fit_ease(train_lists(rows), counts, FIRST, (5.0, 50.0, 500.0), None, validate, lambda m: None)
+    assert seen == [5.0, 50.0, 500.0] and ease.lam == 50.0 and set(ease.validation) == {5.0, 50.0, 500.0}
+
+
+def test_lambdas_must_be_positive():
+    with pytest.raises(UserError, match="positive"):
+        check_lambdas([10, 0])
+    assert check_lambdas([1, 2.5]) == (1.0, 2.5)
