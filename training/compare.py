@@ -171,7 +171,7 @@ def evaluate_models(args, spec: FeatureSpec, data: HeldOutPairs, runtime: Runtim
         elif name == "ease":
             smallest = args.topk[0]
             ease = fit_ease(data.train, data.counts, data.first_index, args.ease_lambdas, args.ease_max_items,
-                            lambda s: rank(s, "validation")[f"ndcg@{smallest}"], say)
+                            lambda s, at=smallest: rank(s, "validation")[f"ndcg@{at}"], say)
             details.update({"lambda": ease.lam, "items": len(ease.items),
                             f"validation_ndcg@{smallest}": {f"{lam:g}": v for lam, v in ease.validation.items()}})
             score = ease.score_users
@@ -207,8 +207,8 @@ def write_results(folder: Path, results: dict, about: dict, ks) -> None:
                 writer.writerow([name, k, *(r[f"{m}@{k}"] for m in METRICS), r["users"], f"{r['train_seconds']:.2f}",
                                  f"{r['eval_seconds']:.2f}", f"{r['seconds']:.2f}"])
     (folder / "results.json").write_text(json.dumps({**about, "models": results}, indent=2))
-    plot_comparison(results, ks, folder / "compare.png",
-                    f"{Path(about['data']).resolve().name}: {about['users']['test']:,} test users, {about['items']:,} items, full ranking")
+    title = f"{Path(about['data']).resolve().name}: {about['users']['test']:,} test users, {about['items']:,} items"
+    plot_comparison(results, ks, folder / "compare.png", title + ", full ranking")
 
 
 def compare(args) -> dict:
