@@ -1,4 +1,5 @@
-"""python -m bench [--quick] [--only etl,loader,train,inference,scale,accuracy,serving,vae] [--data NAME=PATH ...]:
+"""python -m bench [--quick] [--only etl,loader,train,inference,scale,accuracy,serving,vae,compare]
+[--data NAME=PATH ...]:
 run benchmarks, write bench/results/*.json and regenerate BENCHMARKS.md. With --data, `accuracy` measures those
 real data sets (your files, never the repository's) instead of the synthetic sizes."""
 from __future__ import annotations
@@ -7,10 +8,10 @@ import argparse
 import sys
 import time
 
-from . import accuracy, etl, inference, loader, report, scale, serving, train, vae
+from . import accuracy, compare, etl, inference, loader, report, scale, serving, train, vae
 
 BENCHMARKS = {"etl": etl, "train": train, "inference": inference, "loader": loader, "scale": scale,
-              "accuracy": accuracy, "serving": serving, "vae": vae}
+              "accuracy": accuracy, "serving": serving, "vae": vae, "compare": compare}
 
 
 def main(argv=None) -> int:

@@ -227,9 +227,31 @@ def vae_section(p) -> list[str]:
                       f"{r['pop_recall@50']:.4f}", "", "", "")])]
 
 
+def compare_section(p) -> list[str]:
+    lines = ["## Which model for my data: `python -m training.compare` (`bench/compare.py`)", "",
+             "Every family and two baselines with their defaults on one protocol: each test user's held-out latest "
+             "positive ranked against the whole catalogue minus the user's own items (ties against the model); "
+             "NeuMF (10 epochs) and Mult-VAE (60 epochs) pick their best epoch on their validation, EASE its lambda "
+             "on validation NDCG@10. Seconds = training (or fitting, EASE's lambda search included) plus "
+             "evaluation, one process.", ""]
+    for name, run in p["datasets"].items():
+        ease = run["models"].get("ease")
+        lines += [f"**{name}**: {run['users']['test']:,} test users"
+                  + (" (a seeded sample)" if run["users"]["sampled"] else "") + f", {run['items']:,} items"
+                  + (f"; EASE lambda {ease['lambda']:g}" if ease else ""), "",
+                  _machine({**run, "quick": run.get("quick")}) + f" Whole command {run['wall_seconds']:.0f} s, "
+                  f"peak RSS {run['peak_rss_mib']:,.0f} MiB.", ""]
+        lines += _table(["model", "HR@10", "NDCG@10", "Recall@20", "HR@50", "HR@100", "coverage@10", "coverage@100",
+                         "seconds"],
+                        [(model, *(f"{r[key]:.4f}" for key in ("hr@10", "ndcg@10", "recall@20", "hr@50", "hr@100")),
+                          f"{r['coverage@10']:.3f}", f"{r['coverage@100']:.3f}", f"{r['seconds']:.0f}")
+                         for model, r in run["models"].items()])
+    return lines
+
+
 SECTIONS = {"etl": etl_section, "train": train_section, "inference": inference_section, "loader": loader_section,
             "scale": scale_section, "accuracy": accuracy_section, "accuracy-real": accuracy_real_section,
-            "serving": serving_section, "vae": vae_section}
+            "serving": serving_section, "vae": vae_section, "compare": compare_section}
 
 
 def write():
