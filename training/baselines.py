@@ -128,6 +128,8 @@ def fit_ease(train: Lists, counts: torch.Tensor, first_index: int, lambdas, max_
         if best is None or figures[float(lam)] > figures[best.lam]:
             best = model
     best.validation = figures
+    if len(figures) > 1 and best.lam in (min(figures), max(figures)):
+        say(f"EASE: lambda {best.lam:g} is the edge of --ease_lambdas; a value beyond it may be better")
     return best
 
 

@@ -92,8 +92,12 @@ def test_lambda_is_the_one_validation_likes_best():
         seen.append(lam)
         return -abs(np.log(lam / 50.0))
 
-    ease = fit_ease(train_lists(rows), counts, FIRST, (5.0, 50.0, 500.0), None, validate, lambda m: None)
+    said = []
+    ease = fit_ease(train_lists(rows), counts, FIRST, (5.0, 50.0, 500.0), None, validate, said.append)
     assert seen == [5.0, 50.0, 500.0] and ease.lam == 50.0 and set(ease.validation) == {5.0, 50.0, 500.0}
+    assert not any("edge" in line for line in said)
+    ease = fit_ease(train_lists(rows), counts, FIRST, (5.0, 50.0), None, validate, said.append)
+    assert ease.lam == 50.0 and "lambda 50 is the edge of --ease_lambdas" in said[-1]
 
 
 def test_lambdas_must_be_positive():
