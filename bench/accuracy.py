@@ -80,6 +80,9 @@ PUBLISHED = {
                   ("EASE^R (Ferrari Dacrema et al. 2021)", {"hr": 0.7192, "ndcg": 0.4494}),
                   ("iALS (Rendle et al. 2022)", {"hr": 0.722, "ndcg": 0.445}),
                   ("NeuMF with pretraining (He et al. 2017)", {"hr": 0.730, "ndcg": 0.447})],
+    "ml-1m-pairs": [("plain PyTorch Mult-VAE, 600 + 600 held-out users (../shared/realdata/README.md)",
+                     {"ndcg": 0.42}),
+                    ("popularity, same protocol (../shared/realdata/README.md)", {"ndcg": 0.23})],
 }
 REAL_KEYS = ("best_hr", "best_ndcg", "best_recall@20", "best_recall@50", "best_valid_hr", "best_valid_ndcg",
              "best_epoch", "time_to_best", "toppop_hr", "toppop_ndcg", "toppop_recall@20", "toppop_recall@50",

@@ -172,9 +172,10 @@ def accuracy_real_section(p) -> list[str]:
                     for setting, r in runs.items()]
             rows.append(("TopPop", "", *(f"{first[c[2]]:.4f}" if first.get(c[2]) is not None else "-" for c in cells),
                          "", "", ""))
-            if family == "neumf":
-                rows += [(f"published: {who}", "", f"{fig['hr']:.4f}", f"{fig['ndcg']:.4f}", "", "", "")
-                         for who, fig in PUBLISHED.get(name, [])]
+            shown = [c[1].removeprefix("best_") for c in cells]
+            rows += [(f"published: {who}", "", *(f"{fig[m]:.4f}" if m in fig else "" for m in shown), "", "", "")
+                     for who, fig in PUBLISHED.get(name, []) if set(fig) <= set(shown) | {"hr"} and
+                     (family == "neumf") == ("hr" in fig)]
             lines += [f"**{name}**, {family} (validation: {first.get('validation') or '-'})", "", *_table(header, rows)]
     return lines
 
