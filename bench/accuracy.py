@@ -72,17 +72,17 @@ REAL_CONFIGS = {
     "neumf": {"defaults": [], "--pretrain": ["--pretrain"]},
     "multvae": {"defaults": []},
 }
-# Published test figures on the real sets that `../shared/realdata/` builds, by the NAME given to --data.
+# Published (and reference) test figures on the real sets that `../shared/realdata/` builds, by the NAME given to --data.
 PUBLISHED = {
-    "ncf-ml-1m": [("TopPop (Ferrari Dacrema et al. 2021)", {"hr": 0.4533, "ndcg": 0.2542}),
-                  ("NeuMF without pretraining (He et al. 2017)", {"hr": 0.705, "ndcg": 0.426}),
-                  ("NeuMF reproduced (Ferrari Dacrema et al. 2021)", {"hr": 0.7093, "ndcg": 0.4349}),
-                  ("EASE^R (Ferrari Dacrema et al. 2021)", {"hr": 0.7192, "ndcg": 0.4494}),
-                  ("iALS (Rendle et al. 2022)", {"hr": 0.722, "ndcg": 0.445}),
-                  ("NeuMF with pretraining (He et al. 2017)", {"hr": 0.730, "ndcg": 0.447})],
-    "ml-1m-pairs": [("plain PyTorch Mult-VAE, 600 + 600 held-out users (../shared/realdata/README.md)",
+    "ncf-ml-1m": [("published: TopPop (Ferrari Dacrema et al. 2021)", {"hr": 0.4533, "ndcg": 0.2542}),
+                  ("published: NeuMF without pretraining (He et al. 2017)", {"hr": 0.705, "ndcg": 0.426}),
+                  ("published: NeuMF reproduced (Ferrari Dacrema et al. 2021)", {"hr": 0.7093, "ndcg": 0.4349}),
+                  ("published: EASE^R (Ferrari Dacrema et al. 2021)", {"hr": 0.7192, "ndcg": 0.4494}),
+                  ("published: iALS (Rendle et al. 2022)", {"hr": 0.722, "ndcg": 0.445}),
+                  ("published: NeuMF with pretraining (He et al. 2017)", {"hr": 0.730, "ndcg": 0.447})],
+    "ml-1m-pairs": [("reference: plain PyTorch Mult-VAE, 600 + 600 held-out users (../shared/realdata/README.md)",
                      {"ndcg": 0.42}),
-                    ("popularity, same protocol (../shared/realdata/README.md)", {"ndcg": 0.23})],
+                    ("reference: popularity, same protocol (../shared/realdata/README.md)", {"ndcg": 0.23})],
 }
 REAL_KEYS = ("best_hr", "best_ndcg", "best_recall@20", "best_recall@50", "best_valid_hr", "best_valid_ndcg",
              "best_epoch", "time_to_best", "toppop_hr", "toppop_ndcg", "toppop_recall@20", "toppop_recall@50",

@@ -173,10 +173,11 @@ def accuracy_real_section(p) -> list[str]:
             rows.append(("TopPop", "", *(f"{first[c[2]]:.4f}" if first.get(c[2]) is not None else "-" for c in cells),
                          "", "", ""))
             shown = [c[1].removeprefix("best_") for c in cells]
-            rows += [(f"published: {who}", "", *(f"{fig[m]:.4f}" if m in fig else "" for m in shown), "", "", "")
+            rows += [(who, "", *(f"{fig[m]:.4f}" if m in fig else "" for m in shown), "", "", "")
                      for who, fig in PUBLISHED.get(name, []) if set(fig) <= set(shown) | {"hr"} and
                      (family == "neumf") == ("hr" in fig)]
-            lines += [f"**{name}**, {family} (validation: {first.get('validation') or '-'})", "", *_table(header, rows)]
+            source = (first.get("validation") or "-").removeprefix("validation ")
+            lines += [f"**{name}**, {family} (validation: {source})", "", *_table(header, rows)]
     return lines
 
 

@@ -106,9 +106,8 @@ def carve_pairs(spec: FeatureSpec, seed: int) -> Carved:
                          features)],
         "validation": [_write(folder, "validation", pa.Table.from_pandas(series, preserve_index=False), features)],
     }
-    rule = "latest" if time else f"a seeded random one (--seed {seed})"
-    what = (f"validation carved from train: each user's {rule} positive ({len(held_u):,} series x {length}), "
-            "out of training")
+    rule = "each user's latest positive" if time else f"a seeded random positive per user (--seed {seed})"
+    what = f"validation carved from train: {rule}, {len(held_u):,} series x {length}, out of training"
     return Carved(_derived(spec, folder, mappings), what, folder)
 
 
