@@ -205,7 +205,7 @@ def write_results(folder: Path, results: dict, about: dict, ks) -> None:
         for name, r in results.items():
             for k in ks:
                 writer.writerow([name, k, *(r[f"{m}@{k}"] for m in METRICS), r["users"], f"{r['train_seconds']:.2f}",
-                                 f"{r['eval_seconds']:.2f}", f"{r['seconds']:.2f}"])
+                                 f"{r['eval_seconds']:.3f}", f"{r['seconds']:.3f}"])
     (folder / "results.json").write_text(json.dumps({**about, "models": results}, indent=2))
     title = f"{Path(about['data']).resolve().name}: {about['users']['test']:,} test users, {about['items']:,} items"
     plot_comparison(results, ks, folder / "compare.png", title + ", full ranking")
