@@ -69,10 +69,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def history_specs(folders: list[Path]) -> list[FeatureSpec]:
-    """The FeatureSpecs of every --data folder, checked to share one encoding."""
+    """The FeatureSpecs of every --data folder, checked to share one encoding: the first one's workflow, or one
+    it extends (`etl prepare --grow` keeps every old index, so older data stays valid history)."""
     specs = [FeatureSpec.from_yaml(folder) for folder in folders]
     first = specs[0]
+    ancestors = {a["workflow_id"]: a["cardinalities"] for a in first.encoding.get("extends") or []}
     for folder, spec in zip(folders[1:], specs[1:]):
+        if spec.workflow_id in ancestors and spec.table_sizes == ancestors[spec.workflow_id]:
+            continue
         if spec.workflow_id != first.workflow_id or spec.table_sizes != first.table_sizes:
             raise UserError(f"--data {folder} was encoded by another workflow than {folders[0]}: "
                             "its indices name other users and items, so it cannot serve as their history")
