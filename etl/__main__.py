@@ -48,6 +48,10 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--workflow-dir", help="where to save the fitted workflow (default: OUTPUT/workflow)")
     fit.add_argument("--workflow", help="encode with this saved workflow instead of fitting one (no refit; "
                                         "rows with unseen ids are counted and dropped)")
+    p.add_argument("--grow", action="store_true", help="with --workflow: extend its vocabularies by the new users "
+                                                       "and items (appended after its indices, so data it encoded "
+                                                       "stays valid) instead of dropping their rows; the grown "
+                                                       "workflow is saved in OUTPUT/workflow")
     p.add_argument("--negatives", type=int, default=100, help="verified negatives per test series")
     p.add_argument("--validation", action=argparse.BooleanOptionalAction, default=True,
                    help="also hold out each user's second-latest positive as a validation series (default: on)")
@@ -100,7 +104,7 @@ def run(args) -> None:
 
         cfg = PrepareConfig(
             input=args.input, output=args.output, format=args.format, workflow_dir=args.workflow_dir,
-            workflow=args.workflow, negatives=args.negatives, validation=args.validation,
+            workflow=args.workflow, grow=args.grow, negatives=args.negatives, validation=args.validation,
             min_rating=args.min_rating, seed=args.seed,
             device=args.device, workers=args.workers, scheduler=args.scheduler, partitions=args.partitions,
             columns=_columns(args), overwrite=args.overwrite, quiet=args.quiet, split=args.split,

@@ -26,6 +26,7 @@ class PrepareConfig:
     format: str = "auto"
     workflow_dir: Path | None = None  # where to save the fitted workflow; default OUTPUT/workflow
     workflow: Path | None = None  # a saved workflow to apply instead of fitting one
+    grow: bool = False  # extend `workflow`'s vocabularies by the new ids instead of dropping their rows
     negatives: int = 100
     validation: bool = True  # also hold out each user's second-latest positive as a validation series
     min_rating: float | None = None
@@ -42,14 +43,16 @@ class PrepareConfig:
 
     @property
     def fitted_workflow_dir(self) -> Path | None:
-        """Where the fitted workflow is saved: with its data unless --workflow-dir says otherwise."""
-        if self.workflow is not None:
+        """Where the fitted (or grown) workflow is saved: with its data unless --workflow-dir says otherwise."""
+        if self.workflow is not None and not self.grow:
             return None
         return self.workflow_dir or self.output / WORKFLOW_FOLDER
 
     def __post_init__(self):
         self.input, self.output = Path(self.input), Path(self.output)
         self.workflow_dir = Path(self.workflow_dir) if self.workflow_dir else None
+        if self.grow and self.workflow is None:
+            raise UserError("--grow extends a saved workflow: name it with --workflow")
         if self.workflow is not None:
             self.workflow = Path(self.workflow)
             if self.workflow_dir is not None:
@@ -68,7 +71,7 @@ class Layout:
     """What one data layout brings to `prepare`; reading, fit-or-apply, saving and stats are written once there."""
 
     fitting: str  # what the fit stage says it fits
-    build: Callable  # (vocab_dir, min_rating) -> the unfitted workflow (a graph in workflows/)
+    build: Callable  # (vocab_dir, min_rating, vocabs=None) -> the unfitted workflow (a graph in workflows/)
     check: Callable  # (workflow, where) -> None: a UserError for a saved workflow of another layout
     cardinalities: Callable  # fitted workflow -> {"user_id": table size, "item_id": table size}
     split: Callable  # (cfg, workflow, dataset, cards, out, client, device, log) -> (totals, the layout's stats)

@@ -11,7 +11,7 @@ from contract.vocabulary import read_vocabulary, vocabulary_fingerprint
 from workflows.pairs import (
     ID_COLUMNS,
     LABEL,
-    RatingAtLeast,  # noqa: F401  (workflows saved before it moved pickled it from here)
+    RatingAtLeast,  # also: workflows saved before it moved pickled it from here
 )
 
 ENCODED_COLUMNS = [*ID_COLUMNS, LABEL, "timestamp", "rating"]
@@ -59,16 +59,27 @@ def load_workflow(workflow_dir):
     return workflow
 
 
+def _walk(node, depth=0):
+    """(node, depth) of every node of a workflow graph, outputs first."""
+    yield node, depth
+    for parent in node.parents_with_dependencies:
+        yield from _walk(parent, depth + 1)
+
+
+def positive_rule(workflow) -> float | None:
+    """The --min-rating a workflow's label op applies (None: every rating is a positive)."""
+    for node, _ in _walk(workflow.output_node):
+        rule = getattr(node.op, "f", None)
+        if isinstance(rule, RatingAtLeast):
+            return rule.min_rating
+    return None
+
+
 def describe(workflow) -> str:
     """The workflow graph as indented text: each operator with the columns it outputs."""
     lines = []
-
-    def walk(node, depth):
+    for node, depth in _walk(workflow.output_node):
         name = type(node.op).__name__ if node.op is not None else "input"
         columns = ", ".join(node.output_schema.column_names) if node.output_schema is not None else ""
         lines.append(f"{'    ' * depth}{name} -> [{columns}]")
-        for parent in node.parents_with_dependencies:
-            walk(parent, depth + 1)
-
-    walk(workflow.output_node, 0)
     return "\n".join(lines)

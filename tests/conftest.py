@@ -60,3 +60,30 @@ def trained_vae(prepared_lists, tmp_path_factory) -> Path:
                         "--checkpoint_dir", ckpt)
     assert result.returncode == 0, result.stderr[-2000:]
     return ckpt / "model.pth"
+
+
+@pytest.fixture(scope="session")
+def periods(tmp_path_factory, synthetic_raw) -> tuple[Path, Path]:
+    """`synthetic_raw` cut in time: the older 70%, without users whose id is a multiple of 5 nor items whose
+    id is a multiple of 7, and the newer 30%, where those users and items first appear."""
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("periods")
+    ratings = pd.read_csv(synthetic_raw)
+    cut = ratings["timestamp"].quantile(0.7)
+    older = ratings[(ratings["timestamp"] <= cut) & (ratings["userId"] % 5 != 0) & (ratings["movieId"] % 7 != 0)]
+    older.to_csv(root / "older.csv", index=False)
+    ratings[ratings["timestamp"] > cut].to_csv(root / "newer.csv", index=False)
+    return root / "older.csv", root / "newer.csv"
+
+
+@pytest.fixture(scope="session")
+def grown(tmp_path_factory, periods) -> tuple[Path, Path]:
+    """(older, newer) DATA_DIRs (pairs): the older fitted (ratings >= 3.5 are positives), the newer prepared by
+    growing the older's workflow."""
+    root = tmp_path_factory.mktemp("grown")
+    older, newer = periods
+    prepare(PrepareConfig(input=older, output=root / "old", min_rating=3.5, negatives=20, quiet=True))
+    prepare(PrepareConfig(input=newer, output=root / "new", workflow=root / "old" / "workflow", grow=True,
+                          negatives=20, quiet=True))
+    return root / "old", root / "new"

@@ -66,3 +66,23 @@ def check_fits(payload: dict, path, table_sizes: dict, arch: dict | None = None)
         )
     if arch is not None and meta["architecture"] != arch:
         raise UserError(f"checkpoint {path} has architecture {meta['architecture']}, not the requested {arch}")
+
+
+def check_extends(payload: dict, path, spec) -> None:
+    """A checkpoint to start from must be of the data's workflow or of one it extends (`etl prepare --grow`).
+
+    Checkpoints that record no workflow (older ones, DLE's state_dicts) and hand-made data are matched on
+    their table sizes."""
+    meta, sizes = payload["meta"], spec.table_sizes
+    theirs, ours = meta.get("workflow_id"), spec.workflow_id
+    ancestors = spec.encoding.get("extends") or []
+    known = theirs is not None and ours is not None
+    if (theirs == ours) if known else (meta["cardinalities"] == sizes or not ancestors):
+        check_fits(payload, path, sizes)  # one workflow (or nothing tells): the tables must match
+        return
+    found = [a for a in ancestors if (a["workflow_id"] == theirs if known else a["cardinalities"] == meta["cardinalities"])]
+    if not found or found[0]["cardinalities"] != meta["cardinalities"]:
+        raise UserError(f"checkpoint {path} was trained on data of workflow {theirs} (user/item tables "
+                        f"{meta['cardinalities']['users']}/{meta['cardinalities']['items']}), which this data's "
+                        f"workflow {ours} does not extend: prepare the data with `etl prepare --workflow "
+                        "THAT_WORKFLOW --grow`, or train from scratch")

@@ -7,6 +7,11 @@ user has (those positives and the interactions below the positive rule, "known")
 list. Families that read a history (Mult-VAE) fold it in; families with a row per user (NeuMF) score
 from that row. Users the model cannot score (unknown to the workflow, or without any history for a
 history-reading family) get the most popular items, flagged source=popularity.
+
+A checkpoint of an older workflow that the data's grown workflow extends (`etl prepare --grow`) answers
+too, until it is grown itself (`python -m training --init_from`): it has no rows for the newer users and
+items, so NeuMF gives the newer users the popular items and neither family recommends the newer items;
+Mult-VAE folds in the newer users' histories (of the items it knows) without retraining.
 """
 from __future__ import annotations
 
@@ -69,10 +74,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def history_specs(folders: list[Path]) -> list[FeatureSpec]:
-    """The FeatureSpecs of every --data folder, checked to share one encoding."""
+    """The FeatureSpecs of every --data folder, checked to share one encoding: the first one's workflow, or one
+    it extends (`etl prepare --grow` keeps every old index, so older data stays valid history)."""
     specs = [FeatureSpec.from_yaml(folder) for folder in folders]
     first = specs[0]
+    ancestors = {a["workflow_id"]: a["cardinalities"] for a in first.encoding.get("extends") or []}
     for folder, spec in zip(folders[1:], specs[1:]):
+        if spec.workflow_id in ancestors and spec.table_sizes == ancestors[spec.workflow_id]:
+            continue
         if spec.workflow_id != first.workflow_id or spec.table_sizes != first.table_sizes:
             raise UserError(f"--data {folder} was encoded by another workflow than {folders[0]}: "
                             "its indices name other users and items, so it cannot serve as their history")
@@ -153,7 +162,8 @@ class Recommender:
         self.variant = self.payload["meta"]["architecture"]["variant"]
         self.task = task_for(self.variant)
         check_layout(self.task, self.variant, spec, f"checkpoint {checkpoint_path} ({self.variant})")
-        checkpoint.check_fits(self.payload, checkpoint_path, spec.table_sizes)
+        checkpoint.check_extends(self.payload, checkpoint_path, spec)
+        self.model_sizes = self.payload["meta"]["cardinalities"]  # smaller than the data's until it is grown
         self.user_vocab, self.item_vocab = load_vocabularies(spec, workflow_of(spec, workflow))
         self.users, self.items = VocabularyIndex(self.user_vocab), VocabularyIndex(self.item_vocab)
         self.n_items = spec.item_cardinality
@@ -183,7 +193,7 @@ class Recommender:
 
     @cached_property
     def model(self) -> torch.nn.Module:
-        model = build_model(self.payload["meta"]["architecture"], self.spec.table_sizes).to(self.device).eval()
+        model = build_model(self.payload["meta"]["architecture"], self.model_sizes).to(self.device).eval()
         model.load_state_dict(self.payload["model"])
         return model
 
@@ -201,22 +211,30 @@ class Recommender:
     def _history(self) -> tuple[np.ndarray, np.ndarray]:
         return histories(self.specs, np.arange(self.spec.table_sizes["users"]))
 
+    @cached_property
+    def _model_history(self) -> np.ndarray:
+        """The positives' keys of items the model has rows for (every item once it is grown)."""
+        positive = self._history[0]
+        return positive[positive % self.n_items < self.model_sizes["items"]]
+
     def scorable(self, encoded: np.ndarray) -> np.ndarray:
         """Which encoded users the model scores: known to the workflow and, for families that fold in a
-        history, with at least one positive in --data."""
+        history, with at least one positive in --data (of an item the model knows), else with a row in the model."""
         known = encoded >= 0
         if self.task.needs_history:
-            known &= np.isin(encoded, self._history[0] // self.n_items)
+            known &= np.isin(encoded, self._model_history // self.n_items)
+        else:
+            known &= encoded < self.model_sizes["users"]
         return known
 
     def top(self, encoded: np.ndarray, k: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores, items), each (users, k), for scorable encoded users; items they have score -inf."""
-        positive, everything = self._history
+        everything = self._history[1]
         scores, items = [], []
         for start in tqdm(range(0, len(encoded), self.batch_users), desc="recommend", unit="batch", file=sys.stderr,
                           disable=not (progress and sys.stderr.isatty())):
             users = encoded[start:start + self.batch_users]
-            batch_scores, batch_items = self._top(users, positive, everything, k)
+            batch_scores, batch_items = self._top(users, everything, k)
             scores.append(batch_scores.cpu().numpy())
             items.append(batch_items.cpu().numpy())
         if not scores:
@@ -224,12 +242,14 @@ class Recommender:
         return np.concatenate(scores), np.concatenate(items)
 
     @torch.no_grad()
-    def _top(self, users: np.ndarray, positive: np.ndarray, everything: np.ndarray, k: int):
-        n = len(users)
-        fold_in = Lists.from_keys(positive, users, self.n_items, self.device).rows(0, n, self.n_items)
+    def _top(self, users: np.ndarray, everything: np.ndarray, k: int):
+        n, width = len(users), self.model_sizes["items"]
+        fold_in = self._fold_in(torch.from_numpy(users))
         seen = Lists.from_keys(everything, users, self.n_items, self.device).rows(0, n, self.n_items)
         with self.runtime.autocast():
             scores = self.task.score_users(self.model, torch.from_numpy(users).to(self.device), fold_in)
+        if width < self.n_items:  # items newer than the model: it cannot score them
+            scores = torch.nn.functional.pad(scores.float(), (0, self.n_items - width), value=-torch.inf)
         return torch.topk(exclude(scores.float().clone(), seen, self.allowed), min(k, self.n_items), dim=1)
 
     def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,15 +260,21 @@ class Recommender:
 
     @torch.no_grad()
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """The model's score (float32) for each pair of encoded user and item indices."""
-        users, items = (torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(self.device) for ids in (users, items))
-        with self.runtime.autocast():
-            return self.task.score_pairs(self.model, users, items, self._fold_in).float().cpu().numpy()
+        """The model's score (float32) for each pair of encoded user and item indices; NaN where the model has
+        no row for the user or the item (newer than it: it is not grown yet)."""
+        users, items = (np.asarray(ids, dtype=np.int64) for ids in (users, items))
+        inside = (items < self.model_sizes["items"]) & (self.task.needs_history | (users < self.model_sizes["users"]))
+        out = np.full(len(users), np.nan, dtype=np.float32)
+        if inside.any():
+            users, items = (torch.from_numpy(ids[inside]).to(self.device) for ids in (users, items))
+            with self.runtime.autocast():
+                out[inside] = self.task.score_pairs(self.model, users, items, self._fold_in).float().cpu().numpy()
+        return out
 
     def _fold_in(self, users: torch.Tensor) -> torch.Tensor:
-        """The users' positives as a CSR multi-hot (for families that fold in a history)."""
-        return Lists.from_keys(self._history[0], users.cpu().numpy(), self.n_items, self.device).rows(
-            0, len(users), self.n_items)
+        """The users' positives of items the model knows as a CSR multi-hot (for families that fold in a history)."""
+        return Lists.from_keys(self._model_history, users.cpu().numpy(), self.n_items, self.device).rows(
+            0, len(users), self.model_sizes["items"])
 
 
 def recommend(args) -> pd.DataFrame:
@@ -276,6 +302,14 @@ def recommend(args) -> pd.DataFrame:
         print(f"note: {len(fallback)} user id(s) ({names}) got the most popular items (source=popularity): "
               f"{unseen} unknown to the workflow" + (f", {len(fallback) - unseen} without positives in --data"
                                                      if rec.task.needs_history else ""), file=sys.stderr)
+        if not rec.task.needs_history and len(fallback) > unseen:
+            print(f"note: {len(fallback) - unseen} of them are newer than the model (it has no row for them): they get "
+                  f"the popular items until it is grown (python -m training --data {args.data[0]} --init_from "
+                  f"{args.checkpoint})", file=sys.stderr)
+    newer_items = rec.n_items - rec.model_sizes["items"]
+    if newer_items:
+        print(f"note: {newer_items:,} item(s) are newer than the model (it has no row for them): it recommends none of "
+              "them until it is grown", file=sys.stderr)
     frame = pd.concat(frames, ignore_index=True)[COLUMNS]
     short = frame[frame["source"] == "model"].groupby("user", sort=False).size()
     short = short[short < args.topk]

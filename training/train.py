@@ -26,6 +26,7 @@ from contract.lock import exclusive
 from . import checkpoint
 from .args import for_family, parse_args
 from .data.carve import needs_carving
+from .growth import grow_model
 from .models import build_model
 from .optim import adam
 from .report import Report
@@ -168,13 +169,20 @@ class Trainer:
             best = args.checkpoint_dir / checkpoint.BEST
             self.best_state = checkpoint.load(best)["model"] if best.exists() else None
         elif self.init_payload:
-            checkpoint.check_fits(self.init_payload, args.init_from, self.spec.table_sizes)
-            self.model.load_state_dict(self.init_payload["model"])
+            checkpoint.check_extends(self.init_payload, args.init_from, self.spec)
+            if self.init_payload["meta"]["cardinalities"] == self.spec.table_sizes:
+                self.model.load_state_dict(self.init_payload["model"])
+            else:  # data of a grown workflow: old rows copied, new rows as a fresh model's
+                added = grow_model(self.model, self.init_payload["model"], args.init_from)
+                self.report.say(f"grew {args.init_from} onto this data's grown workflow: "
+                                + ", ".join(f"{n:,} {role[:-1]} rows added" for role, n in added.items())
+                                + " (initialised as a fresh model's); every old row copied unchanged")
         else:
             self.task.initialise(self.model)
 
     def meta(self, epoch: int) -> dict:
-        return {"epoch": epoch, "step": self.step, "cardinalities": self.spec.table_sizes, "architecture": self.arch,
+        return {"epoch": epoch, "step": self.step, "cardinalities": self.spec.table_sizes,
+                "workflow_id": self.spec.workflow_id, "architecture": self.arch,
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items()},
                 "report": self.report.state()}
 

@@ -26,11 +26,12 @@ class EncodedKeyGroupby(ops.Groupby):
         return []
 
 
-def build_lists_workflow(vocab_dir: Path, min_rating: float | None):
-    """Categorify and the positive rule (the pairs graph), then items and labels per user in time order."""
+def build_lists_workflow(vocab_dir: Path, min_rating: float | None, vocabs: dict | None = None):
+    """Categorify and the positive rule (the pairs graph, `vocabs` as there), then items and labels per user
+    in time order."""
     import nvtabular as nvt
 
-    encoded = build_workflow(vocab_dir, min_rating).output_node
+    encoded = build_workflow(vocab_dir, min_rating, vocabs).output_node
     # (timestamp, item) makes the order within a user deterministic when timestamps tie or are absent.
     grouped = encoded >> EncodedKeyGroupby(groupby_cols=[USER], sort_cols=["timestamp", ITEM],
                                            aggs={ITEM: "list", LABEL: "list"})

@@ -28,13 +28,18 @@ class RatingAtLeast:
         return (rating >= self.min_rating).astype(np.float32)
 
 
-def build_workflow(vocab_dir: Path, min_rating: float | None):
-    """The unfitted workflow: encoded ids, the label, and timestamp and rating passed through."""
+def build_workflow(vocab_dir: Path, min_rating: float | None, vocabs: dict | None = None):
+    """The unfitted workflow: encoded ids, the label, and timestamp and rating passed through.
+
+    `vocabs` ({column: pandas Series of raw ids}) pins each id column's vocabulary in that order from
+    index 3 instead of fitting it (NVTabular 23.08): a saved order with new ids appended keeps every
+    old index (`etl prepare --grow`).
+    """
     import nvtabular as nvt
     from nvtabular import ops
 
     # out_path keeps vocabularies out of the current directory, where two workflows
     # would overwrite each other's files (Categorify's default is "./").
-    ids = ID_COLUMNS >> ops.Categorify(out_path=str(vocab_dir), dtype=np.int64)
+    ids = ID_COLUMNS >> ops.Categorify(out_path=str(vocab_dir), dtype=np.int64, vocabs=vocabs)
     label = ["rating"] >> ops.LambdaOp(RatingAtLeast(min_rating), dtype=np.float32) >> ops.Rename(name=LABEL)
     return nvt.Workflow(ids + label + ["timestamp", "rating"])

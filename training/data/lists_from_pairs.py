@@ -50,6 +50,7 @@ def write_lists_folder(data: HeldOutPairs, spec: FeatureSpec, folder: Path) -> P
                               item: dict(lists), FOLD_IN: dict(lists), TARGET: dict(lists)},
                 source_spec=source,
                 channel_spec={"user_ch": [user], "item_ch": [item], "fold_in_ch": [FOLD_IN], "target_ch": [TARGET]},
-                metadata={"encoding": {"first_index": spec.first_index, "workflow_id": spec.workflow_id},
+                metadata={"encoding": {"first_index": spec.first_index, "workflow_id": spec.workflow_id,
+                                       "extends": spec.encoding.get("extends") or []},
                           "built_from": str(spec.base_directory.resolve())}).to_yaml(folder / "feature_spec.yaml")
     return folder

@@ -50,6 +50,11 @@ class MultVAE(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.normal_(layer.bias, 0.0, 0.001)
 
+    def row_tables(self) -> dict[str, str]:
+        """state_dict entries with one row per item (their role): the first layer's table and the last layer."""
+        last = f"decoder.{len(self.decoder) - 1}"
+        return {"input_weight": "items", f"{last}.weight": "items", f"{last}.bias": "items"}
+
     def _dense_layers(self) -> list:
         return [*self.encoder, *([self.to_latent] if self.to_latent is not None else []), *self.decoder]
 

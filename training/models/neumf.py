@@ -148,6 +148,10 @@ class NeuMF(nn.Module):
             logits = logits + torch.cat(mlp_logits)
         return logits
 
+    def row_tables(self) -> dict[str, str]:
+        """state_dict entries with one row per user or per item (their role): what growing a model extends."""
+        return {name: f"{side}s" for side in ("user", "item") for name in self._table_names(side)}
+
     # ---- DeepLearningExamples' state_dict layout ------------------------------------------
     def _table_names(self, side: str) -> list[str]:
         return ([f"mf_{side}_embed.weight"] if self.use_mf else []) + ([f"mlp_{side}_embed.weight"] if self.use_mlp else [])
