@@ -16,6 +16,8 @@ from contract.errors import UserError
 
 from .runtime import Runtime
 
+FEW_SERIES = 100  # test series (or held-out users) below which the summary warns that the figures are noise
+
 
 def label(metric: str, k: int) -> str:
     """hr -> HR@10, recall@20 -> Recall@20, full_hr -> full-ranking HR@10."""
@@ -129,6 +131,14 @@ class Report:
         when = self.best.get("time_to_best")
         after = f", chosen on validation, reached after {when:.0f}s of training and evaluation" if when else ""
         self.say(f"test figures of epoch {self.best['best_epoch']}'s model{after}: {figures(metrics, self.args.topk)}")
+
+    def warn_if_few(self, count: int) -> None:
+        """Figures over fewer than FEW_SERIES series (or users) move by several points between seeds."""
+        self.best["test_series"] = count
+        if count < FEW_SERIES:
+            what = "held-out users" if self.task.needs_history else "series"
+            self.say(f"note: the test figures average over only {count:,} {what} (under {FEW_SERIES}): too few to "
+                     f"tell models apart; a hit rate of 0.5 is ±{0.5 / count ** 0.5:.2f}")
 
     def summary(self) -> dict:
         runs = self.history

@@ -252,6 +252,7 @@ class Trainer:
         if "test" in self.splits and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
             report.final({**task.evaluate(self.model, "test"), **task.extra_test(self.model)})
+            report.warn_if_few(task.evaluated("test"))
         return report.summary()
 
 

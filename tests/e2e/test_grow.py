@@ -1,5 +1,7 @@
 """The grow journey: fit on an older period, grow the workflow on a newer one with new users and items,
 grow the model onto it (old scores unchanged), continue training, recommend to old and new users."""
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -57,6 +59,7 @@ def test_grow_keeps_old_scores_and_new_users_and_items_get_recommended(tmp_path,
 
     train("--data", old, "-e", "2", *flags, "--checkpoint_dir", tmp_path / "ckpt-old")
     before = load(tmp_path / "ckpt-old" / "model.pth")
+    added_items = new_spec.item_cardinality - old_spec.item_cardinality
     old_model = build_model(before["meta"]["architecture"], before["meta"]["cardinalities"]).eval()
     old_model.load_state_dict(before["model"])
     grown = _grown_model(new, tmp_path / "ckpt-old" / "model.pth", tmp_path)
@@ -83,10 +86,16 @@ def test_grow_keeps_old_scores_and_new_users_and_items_get_recommended(tmp_path,
     else:
         assert (new_users["source"] == "model").any()
 
+    # --mode test measures the older model on the newer data, grown as --init_from grows it (and says so)
+    result = run_module("training", "--mode", "test", "--data", new, "--load_checkpoint_path",
+                        tmp_path / "ckpt-old" / "model.pth")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "predates this data's grown workflow" in result.stderr and f"{added_items:,} item rows" in result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["best_ndcg"] is not None
+
     result = run_module("training", "--data", new, "-e", "3", *flags, "--init_from", tmp_path / "ckpt-old" / "model.pth",
                         "--checkpoint_dir", tmp_path / "ckpt-new")
     assert result.returncode == 0, result.stderr[-2000:]
-    added_items = new_spec.item_cardinality - old_spec.item_cardinality
     assert f"{added_items:,} item rows added" in result.stderr
     after = load(tmp_path / "ckpt-new" / "model.pth")
     assert after["meta"]["cardinalities"] == new_spec.table_sizes and after["meta"]["workflow_id"] == new_spec.workflow_id

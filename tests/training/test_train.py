@@ -41,6 +41,16 @@ def test_learns_the_byo_dataset_far_above_toppop(tmp_path):
         assert tested[key] == pytest.approx(summary[key]), key
 
 
+def test_a_test_set_too_small_to_measure_is_said(tmp_path, prepared):
+    small = run_module("training", "--data", write_byo_dataset(tmp_path / "byo"), "-e", "1", "-k", "2", "-b", "300",
+                       "-f", "8", "--layers", "16", "8", "--checkpoint_dir", tmp_path / "a")
+    assert small.returncode == 0, small.stderr[-2000:]
+    assert json.loads(small.stdout.splitlines()[-1])["test_series"] == 60
+    assert "only 60 series (under 100): too few to tell models apart" in small.stderr
+    enough = run_module("training", "--data", prepared, "-e", "1", *SMALL, "--checkpoint_dir", tmp_path / "b")
+    assert enough.returncode == 0 and "too few" not in enough.stderr
+
+
 def test_synthetic_end_to_end_beats_toppop_and_picks_the_epoch_on_validation(prepared, tmp_path):
     log = tmp_path / "log.jsonl"
     summary = train("--data", prepared, "-e", "8", "-b", "2048", "-f", "16", "--layers", "64", "32", "-l", "0.005",

@@ -102,6 +102,10 @@ class Task(ABC):
     def baseline(self, split: str) -> dict:
         """The popularity baseline's figures on a split, under the same protocol(s)."""
 
+    @abstractmethod
+    def evaluated(self, split: str) -> int:
+        """How many series (or held-out users) a split's figures average over, on all ranks."""
+
     def extra_test(self, model: torch.nn.Module) -> dict:
         """Test figures under further protocols (--eval), keys named after the protocol."""
         return {}

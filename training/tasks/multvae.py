@@ -146,6 +146,9 @@ class MultVAETask(Task):
         model.train(was_training)
         return result
 
+    def evaluated(self, split: str) -> int:
+        return self.heldout(split).total_users
+
     def baseline(self, split: str) -> dict:
         result = self._rank(popularity_scores(self.counts), split)
         return {key: value for key, value in result.items() if not key.startswith("eval_")}

@@ -175,6 +175,10 @@ class NeuMFTask(Task):
         model.train(was_training)
         return result
 
+    def evaluated(self, split: str) -> int:
+        return self.ranking_set().total_users if self.args.eval == "full" and split == "test" else \
+            self.series(split).total_series
+
     def baseline(self, split: str) -> dict:
         result = {} if self.args.eval == "full" and split == "test" else \
             evaluate_popularity(self.counts, self.series(split), self.args.topk, self.runtime)
