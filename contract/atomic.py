@@ -33,20 +33,26 @@ def _prefix(final: Path) -> str:
     return f".{final.name}.tmp-"
 
 
-def sweep_stale_temporaries(final: Path) -> list[Path]:
-    """Remove temporaries of `final` left by killed runs (their PID is gone); returns them."""
-    removed = []
+def stale_temporaries(final: Path) -> list[Path]:
+    """Temporaries of `final` left by killed runs (their PID is gone)."""
     if not final.parent.is_dir():
-        return removed
+        return []
+    stale = []
     for candidate in final.parent.glob(_prefix(final) + "*"):
         pid = candidate.name[len(_prefix(final)):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.append(candidate)
+    return stale
+
+
+def sweep_stale_temporaries(final: Path) -> list[Path]:
+    """Remove temporaries of `final` left by killed runs; returns them."""
+    removed = stale_temporaries(final)
+    for candidate in removed:
         if candidate.is_dir():
             shutil.rmtree(candidate, ignore_errors=True)
         else:
             candidate.unlink(missing_ok=True)
-        removed.append(candidate)
     return removed
 
 
@@ -162,9 +168,10 @@ def atomic_file(final: Path):
             os.unlink(tmp)
 
 
-def scratch_dir(name: str) -> Path:
-    """A private folder for a run's intermediate files in the system's temporary folder, named as the
-    temporaries above so that the next run sweeps the ones a killed run left; the caller removes it."""
-    final = Path(tempfile.gettempdir()) / name
+def scratch_dir(name: str, parent: Path | None = None) -> Path:
+    """A private folder for a run's intermediate files in `parent` (default: the system's temporary folder),
+    named as the temporaries above so that the next run sweeps the ones a killed run left; the caller removes it."""
+    final = Path(parent or tempfile.gettempdir()) / name
+    _writable_parent(final)
     sweep_stale_temporaries(final)
     return Path(_temporary(final, tempfile.mkdtemp))

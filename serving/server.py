@@ -1,18 +1,19 @@
 """Start Triton (PyTriton's bundled `tritonserver`), bind the two models, serve until SIGTERM/SIGINT.
 
 The inference code runs in this process (PyTriton's proxy); Triton's python-backend stubs relay
-requests to it. Stopping asks Triton to finish in-flight requests (`--exit-timeout`), which ends
-the stubs and releases their shared memory.
+requests to it. Stopping asks Triton to finish in-flight requests (`--exit-timeout`); what its
+processes still hold after that is ended and removed (leftovers.py), also after a kill -9, at the
+next start.
 """
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 from contract.errors import UserError
 from training.recommend import Recommender
 
+from .leftovers import Leftovers, server_scratch, sweep_killed_servers
 from .models import RecommendModel, ScoreModel
 
 
@@ -79,6 +81,9 @@ def bind(triton, recommend: RecommendModel, score: ScoreModel, args) -> None:
 def serve(args) -> dict:
     """Run until SIGTERM/SIGINT; returns what was served."""
     check_args(args)
+    from pytriton.constants import PYTRITON_HOME
+
+    sweep_killed_servers(PYTRITON_HOME)
     rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users, args.amp)
     recommend, score = RecommendModel(rec, args.topk), ScoreModel(rec)
     # the weights, and the users' histories through one answer, load now rather than on the first request
@@ -94,13 +99,15 @@ def serve(args) -> dict:
     logging.getLogger("pytriton").setLevel(logging.ERROR)  # its INFO lines and tritonserver's logs stay quiet
     from pytriton.triton import Triton, TritonConfig
 
-    with tempfile.TemporaryDirectory(prefix="serving-") as scratch:
-        log = args.triton_log or Path(scratch) / "tritonserver.log"
+    scratch = server_scratch(PYTRITON_HOME)
+    leftovers = Leftovers(scratch)
+    try:
+        log = args.triton_log or scratch / "tritonserver.log"
         config = TritonConfig(http_address=args.host, http_port=args.http_port,
                               allow_grpc=args.grpc_port is not None, grpc_address=args.host, grpc_port=args.grpc_port,
                               allow_metrics=args.metrics_port is not None, metrics_port=args.metrics_port,
                               exit_timeout_secs=args.exit_timeout, log_file=log)
-        triton = Triton(config=config)
+        triton = Triton(config=config, workspace=scratch / "workspace")
         try:
             bind(triton, recommend, score, args)
             say("starting Triton ...")
@@ -111,13 +118,26 @@ def serve(args) -> dict:
             endpoints = f"http://{args.host}:{args.http_port}" + (f", gRPC {args.host}:{args.grpc_port}"
                                                                   if args.grpc_port else "")
             say(f"serving models recommend (top {args.topk}) and score on {endpoints}; SIGTERM or Ctrl-C stops")
-            while not stop.wait(0.5):
-                if not triton.is_alive():
-                    raise UserError(f"Triton stopped unexpectedly: {last_error(log) or 'see its log'}")
+            watch(triton, stop, leftovers, log)
             say("stopping ...")
         finally:
+            leftovers.survey()
             triton.stop()
+            leftovers.remove()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"recommend": recommend.counts(), "score": score.counts()}
+
+
+def watch(triton, stop: threading.Event, leftovers: Leftovers, log: Path, survey_every_s: float = 5.0) -> None:
+    """Serve until `stop`; what Triton's processes hold is recorded now and then, for a start after a kill -9."""
+    surveyed = 0.0
+    while not stop.wait(0.5):
+        if not triton.is_alive():
+            raise UserError(f"Triton stopped unexpectedly: {last_error(log) or 'see its log'}")
+        if time.monotonic() - surveyed > survey_every_s:
+            leftovers.survey()
+            surveyed = time.monotonic()
 
 
 def last_error(log: Path) -> str:

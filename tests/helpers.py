@@ -5,6 +5,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -26,6 +27,18 @@ def run_module(*args, timeout=600, cwd=None, env=None, file_size_limit=None):
     return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd or os.getcwd(), env={**os.environ, **(env or {})},
                           preexec_fn=file_size_limit and functools.partial(_limit_file_size, file_size_limit))
+
+
+def torchrun(module: str, *args, nproc=2, timeout=600) -> subprocess.CompletedProcess:
+    """`torchrun --standalone` of `python -m MODULE ARGS` on CPU (gloo): every rank must exit 0 with no gloo
+    thread left at its very end (tests/rank_exit.py says why)."""
+    result = run_module("torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                        ROOT / "tests" / "rank_exit.py", module, *args, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    left = re.findall(r"^rank (\d+) threads at exit: (.*)$", result.stderr, re.MULTILINE)
+    assert len(left) == nproc, result.stderr[-3000:]
+    assert not [names for _, names in left if "gloo" in names], left
+    return result
 
 
 def _limit_file_size(limit: int) -> None:

@@ -7,6 +7,8 @@ for reuse between steps (host_memory.py); `python -m training` without torchrun 
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
 import os
 import sys
 import time
@@ -106,6 +108,13 @@ def start_runtime(amp: bool = False) -> Runtime:
         reuse_freed_memory()
     runtime = Runtime(rank, world, local_rank, device, amp)
     if world > 1:
+        # Imported before the group exists, on purpose: torch.distributed.nn.functional's functions take
+        # `group=group.WORLD` as default arguments, evaluated at import. Imported later (DDP imports it through
+        # torch._dynamo) they hold the default group for good: destroy_process_group cannot free it, gloo's
+        # three threads outlive it and are torn down during the interpreter's exit, which sometimes aborted a
+        # rank ("terminate called without an active exception"). Seen in torch 2.13; harmless where fixed.
+        importlib.import_module("torch.distributed.nn.functional")
+
         torch_dist.init_process_group(runtime.backend)
     if amp and device.type == "cpu" and runtime.is_main and not precision.cpu_has_native_bf16():
         print("warning: this CPU has no native bf16 (AVX512-BF16/AMX); PyTorch emulates it and --amp "
@@ -114,5 +123,8 @@ def start_runtime(amp: bool = False) -> Runtime:
 
 
 def shutdown(runtime: Runtime) -> None:
+    """Leave the process group. Whatever holds it (a DDP wrapper and its reducer) must be released first:
+    gloo's threads end only when the last reference goes, and gc.collect() frees those caught in cycles."""
     if runtime.world > 1 and torch_dist.is_initialized():
+        gc.collect()
         torch_dist.destroy_process_group()

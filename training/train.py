@@ -145,7 +145,9 @@ class Trainer:
         self.stream = task.stream(per_rank)
 
     def close(self) -> None:
-        """Remove what this run wrote only for itself (the stream's scratch parts, a carved validation set)."""
+        """Remove what this run wrote only for itself (the stream's scratch parts, a carved validation set) and
+        let go of the DDP wrapper: its reducer holds the process group, which shutdown() then destroys."""
+        self.ddp = None
         if self.stream is not None:
             self.stream.close()
         if self.carved is not None:

@@ -1,20 +1,18 @@
-"""A real 2-process torchrun job (gloo on CPU) against the single-process run."""
+"""A real 2-process torchrun job (gloo on CPU) against the single-process run; every rank ends cleanly, no gloo
+thread left (helpers.torchrun)."""
 import json
 
-from ..helpers import run_module
+from ..helpers import run_module, torchrun
 
 ARGS = ["-e", "4", "-b", "2048", "-f", "16", "--layers", "64", "32", "-l", "0.005"]
 
 
-def torchrun(*args, nproc=2):
-    result = run_module("torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "training",
-                        *args, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def train_two_ranks(*args) -> dict:
+    return json.loads(torchrun("training", *args).stdout.strip().splitlines()[-1])
 
 
 def test_two_ranks_match_one(prepared, tmp_path):
-    two = torchrun("--data", prepared, *ARGS, "--checkpoint_dir", tmp_path / "ddp")
+    two = train_two_ranks("--data", prepared, *ARGS, "--checkpoint_dir", tmp_path / "ddp")
     one = run_module("training", "--data", prepared, *ARGS)
     one = json.loads(one.stdout.strip().splitlines()[-1])
     # Same global batch and epochs; the data order differs, so metrics agree within noise.
@@ -29,5 +27,5 @@ def test_uneven_partitions_do_not_hang(tmp_path, synthetic_raw):
 
     prepare(PrepareConfig(input=synthetic_raw, output=tmp_path / "d", workflow_dir=tmp_path / "w", partitions=3,
                           negatives=20, quiet=True))
-    summary = torchrun("--data", tmp_path / "d", "-e", "2", "-b", "4096", "-f", "8", "--layers", "16", "8")
+    summary = train_two_ranks("--data", tmp_path / "d", "-e", "2", "-b", "4096", "-f", "8", "--layers", "16", "8")
     assert summary["epochs"] == 2

@@ -9,7 +9,7 @@ from contract.vocabulary import vocabulary_fingerprint
 from etl.__main__ import main as etl_main
 
 from ..etl.test_transform import _new_ratings
-from ..helpers import run_module, train, vocabulary
+from ..helpers import run_module, torchrun, train, vocabulary
 
 
 def test_continue_training_on_transformed_data(tmp_path, prepared, trained):
@@ -17,10 +17,8 @@ def test_continue_training_on_transformed_data(tmp_path, prepared, trained):
     out = tmp_path / "encoded"
     assert etl_main(["transform", "--workflow", str(prepared.parent / "workflow"), "--input", str(raw),
                      "--output", str(out), "--quiet"]) == 0
-    result = run_module("torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training",
-                        "--data", out, "-e", "1", "-b", "20", "-f", "8", "--layers", "16", "8",
-                        "--init_from", trained, "--checkpoint_dir", tmp_path / "continued")
-    assert result.returncode == 0, result.stderr[-2000:]
+    torchrun("training", "--data", out, "-e", "1", "-b", "20", "-f", "8", "--layers", "16", "8", "--init_from", trained,
+             "--checkpoint_dir", tmp_path / "continued")
     before = torch.load(trained, weights_only=True)
     after = torch.load(tmp_path / "continued" / "model.pth", weights_only=True)
     assert after["meta"]["cardinalities"] == before["meta"]["cardinalities"]

@@ -3,15 +3,13 @@ import json
 
 import pytest
 
-from ..helpers import run_module
+from ..helpers import run_module, torchrun
 
 ARGS = ["-e", "5", "--batch_size_train", "64", "--lr", "0.002", "--total_anneal_steps", "50"]
 
 
 def test_two_ranks_match_one(prepared_lists, tmp_path):
-    two = run_module("torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training.vae",
-                     "--data", prepared_lists, *ARGS, "--checkpoint_dir", tmp_path / "ddp", timeout=600)
-    assert two.returncode == 0, two.stderr[-3000:]
+    two = torchrun("training.vae", "--data", prepared_lists, *ARGS, "--checkpoint_dir", tmp_path / "ddp")
     assert "gloo, 2 ranks" in two.stderr
     two = json.loads(two.stdout.strip().splitlines()[-1])
     one = run_module("training.vae", "--data", prepared_lists, *ARGS)

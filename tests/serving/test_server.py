@@ -1,14 +1,19 @@
 """`python -m serving` end to end: the real Triton server on loopback, queried with tritonclient.http,
-compared with `training.recommend` and `etl transform`, bad requests refused while it stays up, and
-a SIGTERM that leaves no process or shared-memory segment behind. The NeuMF server starts once; a
-Mult-VAE server once more, for its answers (folded-in, history-less and unknown users) and its stop."""
+compared with `training.recommend` and `etl transform`, bad requests refused while it stays up, a
+SIGTERM under load that leaves no process, shared-memory segment or folder behind, and a start that
+removes what a server killed with -9 left. The NeuMF server starts once, then once more to be killed;
+a Mult-VAE server once more, for its answers (folded-in, history-less and unknown users) and its stop."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -85,14 +90,14 @@ class Server:
         return self.proc.returncode, out
 
 
-def start(checkpoint: Path, data: Path, tmp: Path):
+def start(checkpoint: Path, data: Path, tmp: Path, env=None):
     """`python -m serving` on a free loopback port, ready (the caller stops it)."""
     stderr = tmp / "stderr.txt"
     port = free_port()
     with stderr.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "serving", "--checkpoint", str(checkpoint), "--data", str(data),
                                  "--topk", str(K), "--http-port", str(port), "--queue-delay-us", "20000"],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, **(env or {})})
     served = Server(proc, port, stderr)
     try:
         served.wait_ready()
@@ -212,21 +217,94 @@ def test_bad_requests_get_a_clear_error_and_the_server_stays_up(server, prepared
     assert client.is_server_live() and recommend(client, ["1"])["item_ids"].shape == (1, K)
 
 
-def test_sigterm_stops_cleanly_leaving_nothing_behind(server):
-    """Runs last in this module: the fixture's server is stopped here."""
+def held_by(server: Server) -> tuple[list[psutil.Process], set[str], set[str]]:
+    """The server's processes, the /dev/shm segments they map and the /tmp/folderXXXXXX copies of the model
+    repository Triton loads the models from (a python-backend stub runs FOLDER/1/model.py)."""
     root = psutil.Process(server.proc.pid)
     tree = [root, *root.children(recursive=True)]
-    assert any("triton_python_backend_stub" in " ".join(p.cmdline()) for p in tree), "no stub to check"
+    stubs = [p.cmdline() for p in tree if p.name() == "triton_python_backend_stub"]
+    assert len(stubs) == 2, "not one stub per model: nothing to check"
     segments = shared_memory_of(p.pid for p in tree)
     assert segments, "the server maps no shared memory: nothing to check"
-    code, out = server.stop()
-    assert code == 0, server.log()
+    return tree, segments, {str(Path(argv[1]).parents[1]) for argv in stubs}
+
+
+def assert_nothing_left(tree, segments, folders) -> None:
     _, alive = psutil.wait_procs(tree, timeout=10)  # helpers (multiprocessing's resource tracker) exit just after
     assert not alive, f"left running: {alive}"
     assert not [s for s in segments if Path(s).exists()], "shared memory left in /dev/shm"
+    assert not [f for f in folders if Path(f).exists()], "Triton's model folders left"
+
+
+class Load:
+    """Clients sending `recommend` requests back to back until the server stops; when each was in flight."""
+
+    def __init__(self, server: Server, users, clients=6):
+        self.server, self.users, self.spans, self.done = server, users, [], threading.Event()
+        self.threads = [threading.Thread(target=self._send, daemon=True) for _ in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def _send(self) -> None:
+        client = http.InferenceServerClient(f"127.0.0.1:{self.server.port}", network_timeout=60)
+        while not self.done.is_set():
+            begin = time.monotonic()
+            try:
+                recommend(client, self.users)
+            except (InferenceServerException, ConnectionError, OSError):
+                time.sleep(0.01)  # the server is stopping
+            self.spans.append((begin, time.monotonic()))
+
+    def stop(self) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+
+def test_sigterm_under_load_stops_cleanly_leaving_nothing_behind(server, prepared):
+    """Runs last in this module: the fixture's server is stopped here, while requests are in flight."""
+    tree, segments, folders = held_by(server)
+    load = Load(server, [str(u) for u in vocabulary(prepared.parent / "workflow", "user_id").iloc[:50]])
+    while len(load.spans) < 20:
+        time.sleep(0.05)
+    sent = time.monotonic()
+    code, out = server.stop()
+    load.stop()
+    assert any(begin < sent < end for begin, end in load.spans), "no request was in flight at the SIGTERM"
+    assert code == 0, server.log()
+    assert_nothing_left(tree, segments, folders)
     counts = json.loads(out.strip().splitlines()[-1])
     assert counts["recommend"]["executions"] < counts["recommend"]["requests"], "Triton never batched requests"
     assert "stopped" in server.log() and "Traceback" not in server.log()
+
+
+def test_a_start_removes_what_a_killed_server_left(prepared, trained, tmp_path):
+    """kill -9 leaves PyTriton's workspace (and, under load, Triton's model folders): the next start (even one
+    that then fails) removes them, and whatever else the killed server held."""
+    home = Path(tempfile.mkdtemp(prefix="pytriton-"))  # short: Triton's sockets live there (108 bytes at most)
+    served = None
+    try:
+        served = start(trained, prepared, tmp_path, env={"PYTRITON_HOME": str(home)})
+        served.client.close()
+        tree, segments, folders = held_by(served)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not list(home.glob("*/leftovers.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the server has recorded what Triton holds
+        load = Load(served, ["1"])  # killed while serving: Triton then exits without unloading its models
+        served.proc.kill()
+        served.proc.wait()
+        psutil.wait_procs(tree, timeout=15)
+        load.stop()
+        assert list(home.iterdir()), "a kill -9 left nothing to remove"
+        again = run_module("serving", "--checkpoint", tmp_path / "missing.pth", "--data", prepared, timeout=120,
+                           env={"PYTRITON_HOME": str(home)})
+        assert again.returncode == 2 and "missing.pth does not exist" in again.stderr
+        assert_nothing_left(tree, segments, folders)
+        assert not list(home.iterdir()), f"left in PYTRITON_HOME: {list(home.iterdir())}"
+    finally:
+        if served is not None and served.proc.poll() is None:
+            served.proc.kill()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def cli_top(tmp_path, checkpoint, data, users) -> pd.DataFrame:
