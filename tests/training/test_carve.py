@@ -108,4 +108,5 @@ def test_training_without_a_validation_mapping_chooses_on_the_carved_set_and_rem
     summary = train("--data", data, "-e", "2", "-b", "64", "--layers", "32", "8", "--checkpoint_dir", tmp_path / "c")
     assert summary["selected_on"] == "validation" and "carved from train" in summary["validation"]
     assert summary["best_valid_ndcg"] is not None and summary["best_ndcg"] is not None
-    assert set(Path(tempfile.gettempdir()).glob(".carved-validation.tmp-*")) == before
+    # nothing of this run is left (a folder a killed run left may even have been swept meanwhile)
+    assert not set(Path(tempfile.gettempdir()).glob(".carved-validation.tmp-*")) - before
