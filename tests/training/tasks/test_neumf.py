@@ -36,8 +36,8 @@ def test_a_run_without_b_says_what_it_chose(prepared, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(line for line in result.stderr.splitlines() if "chosen for" in line)
     positives = len(FeatureSpec.from_yaml(prepared).read("train"))
-    used = batch_size_for(positives, 4) // 5 * 5  # whole positives with their 4 negatives
-    assert f"-b {used} samples chosen for {positives:,} train positives: about {positives * 5 / used:.0f} steps" in line
+    used = batch_size_for(positives, 8) // 9 * 9  # whole positives with their 8 negatives (the default)
+    assert f"-b {used} samples chosen for {positives:,} train positives: about {positives * 9 / used:.0f} steps" in line
 
 
 @pytest.mark.parametrize("micro_batches", [2, 3])
