@@ -35,7 +35,7 @@ def torchrun(module: str, *args, nproc=2, timeout=600) -> subprocess.CompletedPr
     result = run_module("torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                         ROOT / "tests" / "rank_exit.py", module, *args, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
-    left = re.findall(r"^rank (\d+) threads at exit: (.*)$", result.stderr, re.MULTILINE)
+    left = re.findall(r"rank (\d+) threads at exit: ([^\n]*?)(?=rank \d+ threads at exit:|\n|\Z)", result.stderr)
     assert len(left) == nproc, result.stderr[-3000:]
     assert not [names for _, names in left if "gloo" in names], left
     return result

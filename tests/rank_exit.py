@@ -28,6 +28,8 @@ if __name__ == "__main__":
         code = 0
     except SystemExit as exc:
         code = exc.code
-    print(f"rank {os.environ.get('RANK', '0')} threads at exit: {' '.join(thread_names())}", file=sys.stderr,
-          flush=True)
+    # One write(2) of the whole line: the ranks share torchrun's stderr pipe, and print()'s separate write
+    # of the newline let two ranks' lines run together (a write below PIPE_BUF is never interleaved).
+    sys.stderr.flush()
+    os.write(2, f"rank {os.environ.get('RANK', '0')} threads at exit: {' '.join(thread_names())}\n".encode())
     sys.exit(code)
