@@ -57,3 +57,13 @@ def read_parquet_lists(path: str, columns) -> dict:
                 raise UserError(f"{path}: column '{name}' has empty or unparsable values")
             out[name] = column.to_numpy()
     return out
+
+
+def list_column(offsets, values):
+    """A parquet list column from (offsets, values), row i holding values[offsets[i]:offsets[i + 1]]: what
+    `read_parquet_lists` reads back. int32 offsets (pyarrow's list type), int64 ids."""
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)),
+                                    pa.array(np.asarray(values, dtype=np.int64)))

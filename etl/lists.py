@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contract.chunks import read_parquet_lists
+from contract.chunks import list_column, read_parquet_lists
 from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 from workflows.lists import (
@@ -68,13 +68,9 @@ def _ragged(column) -> tuple[np.ndarray, np.ndarray]:
     return lengths, flat
 
 
-def _list_array(lists: UserLists) -> pa.ListArray:
-    return pa.ListArray.from_arrays(pa.array(lists.offsets.astype(np.int32)), pa.array(lists.items, pa.int64()))
-
-
 def _write(path: Path, users, **lists: UserLists) -> None:
     columns = {USER: pa.array(np.asarray(users, dtype=np.int64))}
-    columns.update({name: _list_array(value) for name, value in lists.items()})
+    columns.update({name: list_column(value.offsets, value.items) for name, value in lists.items()})
     pq.write_table(pa.table(columns), path)
 
 

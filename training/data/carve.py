@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract.atomic import scratch_dir
+from contract.chunks import list_column
 from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 from contract.holdout import (
@@ -131,7 +132,7 @@ def carve_lists(spec: FeatureSpec, seed: int) -> Carved:
     fold, tgt = spec.fold_in_feature, spec.target_feature
 
     def column(ragged: UserLists) -> pa.ListArray:
-        return pa.ListArray.from_arrays(pa.array(ragged.offsets, pa.int32()), pa.array(ragged.items, pa.int64()))
+        return list_column(ragged.offsets, ragged.items)
 
     mappings = {
         "train": [_write(folder, "train", pa.table({user: rest.users, item: column(rest)}), [user, item])],

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from contract.chunks import list_column
 from contract.feature_spec import FeatureSpec
 
 from ..ranking import RankingSet
@@ -24,8 +25,7 @@ FOLD_IN, TARGET = "fold_in", "target"
 
 
 def _list_column(lists: Lists) -> pa.ListArray:
-    return pa.ListArray.from_arrays(pa.array(lists.offsets.cpu().numpy().astype(np.int32)),
-                                    pa.array(lists.items.cpu().numpy()))
+    return list_column(lists.offsets.cpu().numpy(), lists.items.cpu().numpy())
 
 
 def _write(folder: Path, mapping: str, columns: dict) -> list[dict]:
