@@ -13,6 +13,7 @@ import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 RANDOM_SALT = 0x52414E44  # the order of a user's positives when the data has no timestamps
+_TIE_SALT = 0x54494553  # which of a user's interactions at the same latest timestamp is held out
 _TARGETS_SALT = 0x54415247  # which of a held-out user's items are targets
 TARGET_SHARE = 0.2  # of a held-out user's items, the targets (at least 1); the rest are folded in
 # Held-out users (lists layout): this share of the eligible users for validation, and as many for test, at least
@@ -43,13 +44,15 @@ def random_order(users, items, seed: int) -> np.ndarray:
     return (hash_of(seed, RANDOM_SALT, users, items) >> np.uint64(1)).astype(np.int64)
 
 
-def hold_out_latest(users, items, timestamps):
+def hold_out_latest(users, items, timestamps, seed: int):
     """Each user's latest interaction, held out; users with one interaction keep it.
 
-    Tie-break on the latest timestamp: the interaction with the largest item index is held out.
+    Ties on the latest timestamp (MovieLens users rate a page of films in one second) are broken by a
+    seeded hash of (user, item): a fair draw among them, where ordering by item (as before) held out the
+    least frequent of them, a harder item than "the latest" is, and a harder test.
     Returns (rest users, items, timestamps, held users, items).
     """
-    order = np.lexsort((items, timestamps, users))
+    order = np.lexsort((hash_of(seed, _TIE_SALT, users, items), timestamps, users))
     users, items, timestamps = users[order], items[order], timestamps[order]
     new_user = np.ones(len(users), dtype=bool)
     new_user[1:] = users[1:] != users[:-1]

@@ -27,10 +27,10 @@ def dedup(users, items, timestamps):
     return users[~repeat], items[~repeat], timestamps[~repeat], int(repeat.sum())
 
 
-def dedup_and_split(users, items, timestamps):
+def dedup_and_split(users, items, timestamps, seed: int):
     """Dedup, then hold out each user's latest: (train users, items, test users, items, duplicates dropped)."""
     users, items, timestamps, dropped = dedup(users, items, timestamps)
-    train_u, train_i, _, test_u, test_i = hold_out_latest(users, items, timestamps)
+    train_u, train_i, _, test_u, test_i = hold_out_latest(users, items, timestamps, seed)
     return train_u, train_i, test_u, test_i, dropped
 
 
@@ -53,10 +53,10 @@ def split_partition(df, item_cardinality: int, negatives: int, seed: int, valida
     u, i, t, dropped = dedup(users[positive], items[positive], df["timestamp"].to_numpy()[positive])
     if holdout == "random":
         t = random_order(u, i, seed)
-    train_u, train_i, train_t, test_u, test_i = hold_out_latest(u, i, t)
+    train_u, train_i, train_t, test_u, test_i = hold_out_latest(u, i, t, seed)
     valid_u, valid_i = train_u[:0], train_i[:0]
     if validation:
-        train_u, train_i, train_t, valid_u, valid_i = hold_out_latest(train_u, train_i, train_t)
+        train_u, train_i, train_t, valid_u, valid_i = hold_out_latest(train_u, train_i, train_t, seed)
     known_u, known_i = _known_pairs(users[~positive & in_vocabulary], items[~positive & in_vocabulary],
                                     u, i, item_cardinality)
     all_u, all_i = np.concatenate([u, known_u]), np.concatenate([i, known_i])

@@ -60,15 +60,15 @@ def test_without_timestamps_a_seeded_random_positive_is_held_out():
     users = np.repeat(np.arange(400), 10)
     items = np.tile(np.arange(10), 400)
     order = random_order(users, items, seed=5)
-    _, _, _, held_u, held_i = hold_out_latest(users, items, order)
+    _, _, _, held_u, held_i = hold_out_latest(users, items, order, 5)
     assert held_u.tolist() == list(range(400))
-    # every position is held out for some user (not always the largest item, as a tie on timestamps would)
+    # every position is held out for some user (not always the largest item, as ordering ties by item would)
     assert set(held_i.tolist()) == set(range(10))
-    again = hold_out_latest(users, items, random_order(users, items, seed=5))[4]
-    other = hold_out_latest(users, items, random_order(users, items, seed=6))[4]
+    again = hold_out_latest(users, items, random_order(users, items, seed=5), 5)[4]
+    other = hold_out_latest(users, items, random_order(users, items, seed=6), 6)[4]
     assert np.array_equal(held_i, again) and not np.array_equal(held_i, other)
     # a user's choice does not depend on the other users present
-    alone = hold_out_latest(users[:10], items[:10], random_order(users[:10], items[:10], seed=5))[4]
+    alone = hold_out_latest(users[:10], items[:10], random_order(users[:10], items[:10], seed=5), 5)[4]
     assert alone[0] == held_i[0]
 
 

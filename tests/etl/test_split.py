@@ -12,13 +12,20 @@ def test_split_by_hand_with_duplicates_and_ties():
     users = np.array([3, 3, 3, 3, 3, 4, 4, 7])
     items = np.array([5, 6, 5, 9, 8, 5, 6, 8])
     times = np.array([10, 30, 40, 30, 20, 1, 2, 9])
-    tr_u, tr_i, te_u, te_i, dropped = dedup_and_split(users, items, times)
-    assert dropped == 1
-    # After dedup item 5 keeps time 10, so the latest is the tie at 30: the larger item index wins.
-    assert list(zip(te_u, te_i)) == [(3, 9), (4, 6)]
-    assert sorted(zip(tr_u.tolist(), tr_i.tolist())) == [(3, 5), (3, 6), (3, 8), (4, 5), (7, 8)]
-    # user 7 has one interaction: it stays in train and gets no test series
-    assert 7 not in te_u
+    held = set()
+    for seed in range(16):
+        tr_u, tr_i, te_u, te_i, dropped = dedup_and_split(users, items, times, seed)
+        assert dropped == 1
+        # After dedup item 5 keeps time 10, so the latest is the tie at 30 (items 6 and 9): a seeded draw between them
+        (user3_test,) = te_i[te_u == 3]
+        assert user3_test in (6, 9) and list(te_i[te_u == 4]) == [6]
+        assert sorted(zip(tr_u.tolist(), tr_i.tolist())) == sorted([(3, 5), (3, 8), (3, 15 - user3_test), (4, 5), (7, 8)])
+        # user 7 has one interaction: it stays in train and gets no test series
+        assert 7 not in te_u
+        assert (dedup_and_split(users, items, times, seed)[3] == te_i).all()  # the same seed, the same draw
+        held.add(int(user3_test))
+    # a fair draw: the rarer item (the larger index) is not always the one held out
+    assert held == {6, 9}
 
 
 def _encoded(rows):
@@ -58,22 +65,24 @@ interactions = st.lists(st.tuples(st.integers(3, 9), st.integers(3, 14), st.inte
 @given(rows=interactions, order_seed=st.integers(0, 2**32 - 1))
 def test_split_properties(rows, order_seed):
     users, items, times = (np.array(c, dtype=np.int64) for c in zip(*rows))
-    tr_u, tr_i, te_u, te_i, dropped = dedup_and_split(users, items, times)
+    tr_u, tr_i, te_u, te_i, dropped = dedup_and_split(users, items, times, order_seed % 7)
     earliest = {}
     for u, i, t in rows:
         earliest[(u, i)] = min(t, earliest.get((u, i), t))
     # every distinct pair lands exactly once, in train or as a test positive
     out = list(zip(tr_u.tolist(), tr_i.tolist())) + list(zip(te_u.tolist(), te_i.tolist()))
     assert sorted(out) == sorted(earliest) and dropped == len(rows) - len(earliest)
-    # one test positive per user with 2+ distinct items: the latest, ties to the larger item index
+    # one test positive per user with 2+ distinct items: one of those at the user's latest timestamp
     by_user = {}
     for (u, i), t in earliest.items():
         by_user.setdefault(u, []).append((t, i))
-    expected = {u: max(pairs)[1] for u, pairs in by_user.items() if len(pairs) > 1}
-    assert dict(zip(te_u.tolist(), te_i.tolist())) == expected and len(te_u) == len(expected)
+    latest = {u: {i for t, i in pairs if t == max(pairs)[0]} for u, pairs in by_user.items() if len(pairs) > 1}
+    held = dict(zip(te_u.tolist(), te_i.tolist()))
+    assert held.keys() == latest.keys() and len(te_u) == len(latest)
+    assert all(held[u] in latest[u] for u in held)
     # the result does not depend on the order rows arrive in
     perm = np.random.default_rng(order_seed).permutation(len(rows))
-    again = dedup_and_split(users[perm], items[perm], times[perm])
+    again = dedup_and_split(users[perm], items[perm], times[perm], order_seed % 7)
     assert sorted(zip(again[2].tolist(), again[3].tolist())) == sorted(zip(te_u.tolist(), te_i.tolist()))
 
 

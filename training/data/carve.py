@@ -75,7 +75,7 @@ def carve_pairs(spec: FeatureSpec, seed: int) -> Carved:
     positive = train[label].to_numpy() > 0
     u, i = train[user].to_numpy(np.int64)[positive], train[item].to_numpy(np.int64)[positive]
     order = train[time].to_numpy(np.int64)[positive] if time else random_order(u, i, seed)
-    _, _, _, held_u, held_i = hold_out_latest(u, i, order)
+    _, _, _, held_u, held_i = hold_out_latest(u, i, order, seed)
     # Negatives are items the user has nowhere: train, test positives, known pairs.
     seen = [train[[user, item]]]
     test = spec.read("test")
