@@ -14,6 +14,7 @@ from pathlib import Path
 
 from contract.errors import UserError
 
+from .optim import OPTIMIZERS
 from .tasks import DEFAULT_FOR_LAYOUT, MODEL_NAMES, TASKS, task_for
 from .tasks.base import Task, path
 
@@ -63,6 +64,8 @@ def parser() -> tuple[argparse.ArgumentParser, dict[type[Task], list[str]]]:
     p.add_argument("--seed", type=int, default=1, help="every random stream derives from (seed, epoch, rank)")
     p.add_argument("--threshold", type=float, default=1.0, help="stop once the validation figure that picks the "
                                                                  "best epoch (neumf HR@K, multvae NDCG@K) reaches this")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="sgd: plain SGD, as the NCF paper fine-tunes a NeuMF built from pretrained parts")
     p.add_argument("--beta1", type=float, default=0.9, help="Adam")
     p.add_argument("--beta2", type=float, default=0.999, help="Adam")
     p.add_argument("--eps", type=float, default=1e-8, help="Adam")

@@ -17,6 +17,7 @@ from contract.errors import UserError
 from .runtime import Runtime
 
 FEW_SERIES = 100  # test series (or held-out users) below which the summary warns that the figures are noise
+START_EPOCH = -1  # best_epoch when no epoch beat the weights training started from (pretrained parts, --init_from)
 
 
 def label(metric: str, k: int) -> str:
@@ -88,6 +89,16 @@ class Report:
             check_writable_folder(self.args.tensorboard, "--tensorboard")
             self.writer = SummaryWriter(str(self.args.tensorboard))
 
+    def add_start(self, found: dict) -> None:
+        """The validation figures of the weights training starts from: the best so far, as epoch START_EPOCH."""
+        self.elapsed += found.get("eval_seconds", 0.0)
+        self.best = {"best_epoch": START_EPOCH, "time_to_best": self.elapsed, "selected_on": self.select_on,
+                     **{f"best_{m}": v for m, v in found.items()
+                        if m.startswith(self.prefix) and is_metric(m.removeprefix(self.prefix))}}
+        shown = {m: found[self.prefix + m] for m in self.task.shown_metrics if self.prefix + m in found}
+        self.say(f"starting weights: {figures(shown, self.args.topk, 'valid ')} (a candidate for the chosen model: "
+                 "an epoch is chosen only if it beats them)")
+
     def add(self, record: dict) -> bool:
         """Record an epoch; True when it is the best so far (or when nothing is evaluated)."""
         self.elapsed += record["train_seconds"] + record.get("eval_seconds", 0.0)
@@ -130,7 +141,9 @@ class Report:
                           if "eval_" not in m})
         when = self.best.get("time_to_best")
         after = f", chosen on validation, reached after {when:.0f}s of training and evaluation" if when else ""
-        self.say(f"test figures of epoch {self.best['best_epoch']}'s model{after}: {figures(metrics, self.args.topk)}")
+        which = "the starting weights" if self.best["best_epoch"] == START_EPOCH else \
+            f"epoch {self.best['best_epoch']}'s model"
+        self.say(f"test figures of {which}{after}: {figures(metrics, self.args.topk)}")
 
     def warn_if_few(self, count: int) -> None:
         """Figures over fewer than FEW_SERIES series (or users) move by several points between seeds."""

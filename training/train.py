@@ -23,13 +23,12 @@ from contract.errors import UserError, interrupted, print_error
 from contract.feature_spec import FeatureSpec
 from contract.lock import exclusive
 
-from . import checkpoint
+from . import checkpoint, optim
 from .args import for_family, parse_args
 from .data.carve import needs_carving
 from .growth import grow_model
 from .models import build_model
-from .optim import adam
-from .report import Report
+from .report import START_EPOCH, Report
 from .runtime import Runtime, shutdown, start_runtime
 from .seeds import epoch_seed
 from .tasks import check_layout, model_for, task_for
@@ -137,7 +136,8 @@ class Trainer:
         per_rank = task.batch_per_rank()
         torch.manual_seed(args.seed)
         self.model = build_model(self.arch, spec.table_sizes, args.dropout).to(runtime.device)
-        self.optimizer = adam(self.model.parameters(), args.learning_rate, args.beta1, args.beta2, args.eps)
+        self.optimizer = optim.build(args.optimizer, self.model.parameters(), args.learning_rate, args.beta1, args.beta2,
+                                    args.eps)
         self.scaler = runtime.grad_scaler()
         self.start_epoch, self.step, self.best_state = 0, 0, None
         self._restore()
@@ -159,6 +159,10 @@ class Trainer:
             path = args.checkpoint_dir / checkpoint.LAST
             payload = checkpoint.load(path)
             checkpoint.check_fits(payload, path, self.spec.table_sizes, self.arch)
+            earlier = payload["meta"].get("args", {}).get("optimizer", "adam")
+            if earlier != args.optimizer:
+                raise UserError(f"{path} was trained with --optimizer {earlier}: --resume it with the same, or start "
+                                f"from its weights with --init_from and --optimizer {args.optimizer}")
             self.model.load_state_dict(payload["model"])
             try:
                 self.optimizer.load_state_dict(payload["optimizer"])
@@ -226,6 +230,18 @@ class Trainer:
         checkpoint.save(self.args.checkpoint_dir / checkpoint.LAST, {
             **state, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()})
 
+    def evaluate_start(self) -> None:
+        """Weights given to start from (pretrained parts, --init_from) are a candidate too: training can only
+        return a model at least as good on validation as the one it was handed (fine-tuning a pretrained NeuMF
+        lowered validation on ml-100k: bench/NOTES.md)."""
+        found = self.task.evaluate(self.model, self.report.select_on)
+        self.report.add_start({(k if k.startswith("eval_") else self.report.prefix + k): v for k, v in found.items()})
+        if "test" in self.splits:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.runtime.is_main and self.args.checkpoint_dir:
+            checkpoint.save(self.args.checkpoint_dir / checkpoint.BEST,
+                            {"model": self.model.state_dict(), "meta": self.meta(START_EPOCH)})
+
     def fit(self) -> dict:
         try:
             return self._fit()
@@ -237,6 +253,8 @@ class Trainer:
         for split in self.splits:
             report.baseline(split, task.baseline(split))
         report.start(self)
+        if report.select_on and self.start_epoch == 0 and (self.init_payload or getattr(task, "pretrained", None)):
+            self.evaluate_start()
         for epoch in range(self.start_epoch, args.epochs):
             record = {"epoch": epoch, **self.train_epoch(epoch)}
             if report.select_on:

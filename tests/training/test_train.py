@@ -217,6 +217,24 @@ def test_load_checkpoint_path_in_train_mode_starts_from_those_weights(tmp_path):
     assert again["best_hr"] == pytest.approx(first["best_hr"], abs=0.02)
 
 
+def test_starting_weights_are_kept_when_no_epoch_beats_them_on_validation(tmp_path, trained, prepared):
+    """Weights handed to training (--init_from, pretrained parts) are a candidate: a run that only makes them worse
+    returns them, as best_epoch -1, and model.pth holds them."""
+    summary = train("--data", prepared, "--init_from", trained, "-e", "1", "--steps_per_epoch", "3", "-l", "1.0",
+                    "--checkpoint_dir", tmp_path / "run", "--log_path", tmp_path / "log.jsonl")
+    assert summary["best_epoch"] == -1
+    epoch = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert epoch["valid_hr"] < summary["best_valid_hr"]
+    best = torch.load(tmp_path / "run" / "model.pth", weights_only=True)
+    start = torch.load(trained, weights_only=True)["model"]
+    assert best["meta"]["epoch"] == -1
+    for name, tensor in start.items():
+        torch.testing.assert_close(best["model"][name], tensor, atol=0, rtol=0, msg=name)
+    # the test figures are the starting weights': the same as evaluating the given checkpoint
+    tested = train("--data", prepared, "--mode", "test", "--load_checkpoint_path", trained)
+    assert summary["best_hr"] == pytest.approx(tested["best_hr"], abs=1e-9)
+
+
 @pytest.mark.parametrize("flag", ["--checkpoint_dir", "--log_path", "--tensorboard"])
 def test_unwritable_output_is_one_line(tmp_path, flag):
     folder = write_byo_dataset(tmp_path / "byo")
