@@ -155,7 +155,9 @@ def accuracy_real_section(p) -> list[str]:
              "`python -m bench --only accuracy --data NAME=PATH` on real MovieLens built as `../shared/realdata/` says "
              "(never in the repository). Test figures of the epoch chosen on validation (carved from train where the "
              "data has none: never test), each family's default flags unless the flags say otherwise; seconds end to "
-             "end including evaluation; time to best = training and evaluation seconds until the chosen epoch.", ""]
+             "end including evaluation; time to best = training and evaluation seconds until the chosen epoch (for "
+             "`--pretrain`, the parts' included); best epoch `start` = no epoch beat the weights the run started from "
+             "(`--pretrain`: the blend of the two parts, not fine-tuned).", ""]
     for name, families in p["data"].items():
         for family, runs in families.items():
             first = next(iter(runs.values()))
@@ -165,15 +167,18 @@ def accuracy_real_section(p) -> list[str]:
             else:
                 cells = (("NDCG", "best_ndcg", "toppop_ndcg"), ("Recall@20", "best_recall@20", "toppop_recall@20"),
                          ("Recall@50", "best_recall@50", "toppop_recall@50"))
-            header = ["setting", "flags", *(f"{c[0]}@{k}" if "@" not in c[0] else c[0] for c in cells),
+            chosen_on = f"validation {cells[0][0]}@{k}"  # the figure that chose the epoch, beside the test ones
+            header = ["setting", "flags", *(f"{c[0]}@{k}" if "@" not in c[0] else c[0] for c in cells), chosen_on,
                       "best epoch", "time to best s", "s"]
             rows = [(setting, f"`{r['flags']}`", *(f"{r[c[1]]:.4f}" if r.get(c[1]) is not None else "-" for c in cells),
-                     r["best_epoch"], f"{r['time_to_best']:.0f}" if r.get("time_to_best") else "-", f"{r['seconds']:.0f}")
+                     f"{r[valid]:.4f}" if r.get(valid := "best_valid_" + cells[0][1].removeprefix("best_")) is not None
+                     else "-", r["best_epoch"] if r["best_epoch"] != -1 else "start",
+                     f"{r['time_to_best']:.0f}" if r.get("time_to_best") else "-", f"{r['seconds']:.0f}")
                     for setting, r in runs.items()]
             rows.append(("TopPop", "", *(f"{first[c[2]]:.4f}" if first.get(c[2]) is not None else "-" for c in cells),
-                         "", "", ""))
+                         "", "", "", ""))
             shown = [c[1].removeprefix("best_") for c in cells]
-            rows += [(who, "", *(f"{fig[m]:.4f}" if m in fig else "" for m in shown), "", "", "")
+            rows += [(who, "", *(f"{fig[m]:.4f}" if m in fig else "" for m in shown), "", "", "", "")
                      for who, fig in PUBLISHED.get(name, []) if set(fig) <= set(shown) | {"hr"} and
                      (family == "neumf") == ("hr" in fig)]
             source = (first.get("validation") or "-").removeprefix("validation ")
