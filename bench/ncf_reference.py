@@ -2,9 +2,9 @@
 
 Reads a prepared pairs DATA_DIR (pandas: train positives, validation and test series of one positive and its
 sampled negatives), trains `bench.bare_loop.PlainNeuMF` as He et al. 2017 do (8 factors, layers 64 32 16 8,
-4 uniform negatives per positive drawn afresh each epoch, batches of 256, Adam 1e-3) and evaluates HR@10 and
-NDCG@10 on both splits after every epoch (ties count against the model). Nothing from the project's training
-code is used: it is the yardstick for `python -m training` on the same split.
+4 uniform negatives per positive drawn afresh each epoch, none of them the user's positives, batches of 256,
+Adam 1e-3) and evaluates HR@10 and NDCG@10 on both splits after every epoch (ties count against the model).
+Nothing from the project's training code is used: it is the yardstick for `python -m training` on the same split.
 Prints a line per epoch and one JSON line: the test figures of the epoch with the best validation HR@10.
 
 python -m bench.ncf_reference --data DATA_DIR [-e 20]
@@ -44,6 +44,18 @@ def hit_rate(model: nn.Module, series: pd.DataFrame, k: int) -> tuple[float, flo
     return float((rank < k).mean()), float(np.where(rank < k, 1 / np.log2(rank + 2), 0.0).mean())
 
 
+def negatives(rng, positives, users, items: int, first: int, per_positive: int) -> np.ndarray:
+    """`per_positive` uniform items per train row, each drawn again while it is one of its user's positives
+    (as the paper's code does); `positives` are the sorted keys user * items + item."""
+    users = np.tile(users, per_positive)
+    drawn = rng.integers(first, items, len(users))
+    again = np.isin(users * items + drawn, positives)
+    while again.any():
+        drawn[again] = rng.integers(first, items, int(again.sum()))
+        again[again] = np.isin(users[again] * items + drawn[again], positives)
+    return drawn
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="a prepared pairs DATA_DIR with validation and test")
@@ -67,12 +79,13 @@ def main(argv=None) -> dict:
     loss_of = nn.BCEWithLogitsLoss()
     u = torch.from_numpy(train["user_id"].to_numpy(np.int64))
     i = torch.from_numpy(train["item_id"].to_numpy(np.int64))
+    positives = np.unique(u.numpy() * items + i.numpy())
     best = None
     for epoch in range(args.epochs):
         begin = time.perf_counter()
         model.train()
-        sampled = torch.from_numpy(rng.integers(first, items, len(i) * args.negatives))
-        batch_u, batch_i = u.repeat(1 + args.negatives), torch.cat([i, sampled])
+        sampled = negatives(rng, positives, u.numpy(), items, first, args.negatives)
+        batch_u, batch_i = u.repeat(1 + args.negatives), torch.cat([i, torch.from_numpy(sampled)])
         labels = torch.cat([torch.ones(len(i)), torch.zeros(len(sampled))])
         order = torch.randperm(len(batch_u))
         for start in range(0, len(order), args.batch_size):

@@ -143,7 +143,8 @@ def accuracy_section(p) -> list[str]:
         lines += _table(["setting", "flags", "HR@10", "NDCG@10", "validation HR@10", "full HR@10", "best epoch", "s"], [
             (name, f"`{r['flags']}`", f"{r['best_hr']:.4f}", f"{r['best_ndcg']:.4f}",
              f"{r['best_valid_hr']:.4f}" if r["best_valid_hr"] is not None else "-",
-             f"{r['full_hr']:.4f}" if r.get("full_hr") is not None else "-", r["best_epoch"], f"{r['seconds']:.0f}")
+             f"{r['full_hr']:.4f}" if r.get("full_hr") is not None else "-",
+             r["best_epoch"] if r["best_epoch"] != -1 else "start", f"{r['seconds']:.0f}")
             for name, r in runs.items()])
     return lines
 

@@ -29,7 +29,8 @@ def plot_history(history: list[dict], path: Path, report, summary: dict) -> Path
             if baseline is not None:
                 right.axhline(baseline, ls="--", color=line.get_color(), alpha=0.6, label=f"TopPop {label(metric, k)}")
     if summary.get("best_epoch") is not None and split:
-        right.axvline(summary["best_epoch"], ls=":", color="gray", label=f"chosen epoch {summary['best_epoch']}")
+        chosen = "the starting weights" if summary["best_epoch"] == -1 else f"epoch {summary['best_epoch']}"
+        right.axvline(summary["best_epoch"], ls=":", color="gray", label=f"chosen: {chosen}")
     right.set(title=f"{split or 'no'} evaluation" + (" (no validation mapping)" if split == "test" else ""),
               xlabel="epoch")
     if right.get_legend_handles_labels()[0]:

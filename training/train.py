@@ -235,6 +235,7 @@ class Trainer:
         return a model at least as good on validation as the one it was handed (fine-tuning a pretrained NeuMF
         lowered validation on ml-100k: bench/NOTES.md)."""
         found = self.task.evaluate(self.model, self.report.select_on)
+        self.report.elapsed += self.task.initialise_seconds
         self.report.add_start({(k if k.startswith("eval_") else self.report.prefix + k): v for k, v in found.items()})
         if "test" in self.splits:
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -253,9 +254,13 @@ class Trainer:
         for split in self.splits:
             report.baseline(split, task.baseline(split))
         report.start(self)
-        if report.select_on and self.start_epoch == 0 and (self.init_payload or getattr(task, "pretrained", None)):
+        first = self.start_epoch
+        if report.select_on and first == 0 and (self.init_payload or getattr(task, "pretrained", None)):
             self.evaluate_start()
-        for epoch in range(self.start_epoch, args.epochs):
+            if report.best.get("best_" + report.key, 0.0) >= args.threshold:
+                report.say(f"{report.key} of the starting weights reached --threshold {args.threshold}: no training")
+                first = args.epochs
+        for epoch in range(first, args.epochs):
             record = {"epoch": epoch, **self.train_epoch(epoch)}
             if report.select_on:
                 found = task.evaluate(self.model, report.select_on)

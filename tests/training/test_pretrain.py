@@ -35,7 +35,9 @@ def test_pretrain_trains_gmf_mlp_then_neumf_from_both(prepared, tmp_path):
         assert payload["meta"]["architecture"]["variant"] == variant
         assert (payload["meta"]["epoch"] + 1, payload["meta"]["args"]["optimizer"]) == (epochs, optimizer), variant
         assert (tmp_path / f"log.{variant}.jsonl").is_file()
-    assert isinstance(torch.load(tmp_path / "neumf" / "last.pth", weights_only=True)["optimizer"]["state"], dict)
+    groups = {v: torch.load(tmp_path / v / "last.pth", weights_only=True)["optimizer"]["param_groups"][0]
+              for v in ("gmf", "neumf")}
+    assert "betas" in groups["gmf"] and "betas" not in groups["neumf"] and "momentum" in groups["neumf"]
     neumf = torch.load(tmp_path / "neumf" / "model.pth", weights_only=True)["meta"]
     assert neumf["architecture"] == {"variant": "neumf", "factors": 8, "layers": [16, 8]}
     assert neumf["args"]["pretrained_gmf"] == str(tmp_path / "gmf" / "model.pth")
@@ -46,6 +48,8 @@ def test_pretrained_flags_are_checked(prepared, tmp_path):
     assert "come together" in train_fails("--data", prepared, "--pretrained_gmf", tmp_path / "g.pth")
     assert "needs --checkpoint_dir" in train_fails("--data", prepared, "--pretrain")
     assert "--alpha must be in [0, 1]" in train_fails("--data", prepared, "--alpha", "1.5")
+    assert "picks its optimizers" in train_fails("--data", prepared, "--pretrain", "--checkpoint_dir", tmp_path,
+                                                 "--optimizer", "sgd")
 
 
 def _untrained(variant: str, arch: dict, sizes: dict, path):

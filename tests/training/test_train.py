@@ -233,6 +233,11 @@ def test_starting_weights_are_kept_when_no_epoch_beats_them_on_validation(tmp_pa
     # the test figures are the starting weights': the same as evaluating the given checkpoint
     tested = train("--data", prepared, "--mode", "test", "--load_checkpoint_path", trained)
     assert summary["best_hr"] == pytest.approx(tested["best_hr"], abs=1e-9)
+    # starting weights already at --threshold: nothing to train
+    result = run_module("training", "--data", prepared, "--init_from", trained, "-e", "3", "--threshold", "0",
+                        "--checkpoint_dir", tmp_path / "none")
+    assert result.returncode == 0 and "no training" in result.stderr, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1])["best_epoch"] == -1
 
 
 @pytest.mark.parametrize("flag", ["--checkpoint_dir", "--log_path", "--tensorboard"])

@@ -42,6 +42,7 @@ class Task(ABC):
 
     def __init__(self, args: argparse.Namespace, spec: FeatureSpec, runtime: Runtime, say: Callable[[str], None]):
         self.args, self.spec, self.runtime, self.say = args, spec, runtime, say
+        self.initialise_seconds = 0.0  # what initialise() spent evaluating: counted in the time to quality
 
     # ---- flags -------------------------------------------------------------------------------
     @classmethod

@@ -8,6 +8,7 @@ model's full-catalogue ranking of each test positive against every item its user
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -91,6 +92,9 @@ class NeuMFTask(Task):
         if args.pretrained_gmf and (args.init_from or args.resume or args.pretrain or args.model != "neumf"):
             error("--pretrained_gmf/--pretrained_mlp build a new NeuMF: not with --init_from, --resume, --pretrain "
                   "or another --model")
+        if args.pretrain and args.optimizer != "adam":
+            error("--pretrain picks its optimizers (Adam for GMF and MLP, plain SGD to fine-tune NeuMF): "
+                  "not with --optimizer")
         if args.pretrain and (args.mode != "train" or not args.checkpoint_dir or args.resume or args.init_from
                               or args.model != "neumf"):
             error("--pretrain trains neumf from scratch in three stages: it needs --checkpoint_dir, and not --resume, "
@@ -130,11 +134,12 @@ class NeuMFTask(Task):
         """
         if self.args.no_eval or "validation" not in self.spec.source_spec:
             return 0.5
-        figures = {}
+        figures, begin = {}, time.perf_counter()
         for alpha in ALPHAS:
             model.load_state_dict(from_pretrained(gmf, mlp, alpha))
             figures[alpha] = self.evaluate(model, "validation")[self.selection_metric]
         best = max(figures, key=lambda alpha: (figures[alpha], -abs(alpha - 0.5)))
+        self.initialise_seconds += time.perf_counter() - begin
         self.say(f"--alpha {best} chosen on validation {self.selection_metric.upper()}@{self.args.topk} among "
                  + " ".join(f"{alpha}:{figure:.4f}" for alpha, figure in figures.items()))
         return best
