@@ -171,9 +171,10 @@ def accuracy_real_section(p) -> list[str]:
             chosen_on = f"validation {cells[0][0]}@{k}"  # the figure that chose the epoch, beside the test ones
             header = ["setting", "flags", *(f"{c[0]}@{k}" if "@" not in c[0] else c[0] for c in cells), chosen_on,
                       "best epoch", "time to best s", "s"]
+            valid = "best_valid_" + cells[0][1].removeprefix("best_")
             rows = [(setting, f"`{r['flags']}`", *(f"{r[c[1]]:.4f}" if r.get(c[1]) is not None else "-" for c in cells),
-                     f"{r[valid]:.4f}" if r.get(valid := "best_valid_" + cells[0][1].removeprefix("best_")) is not None
-                     else "-", r["best_epoch"] if r["best_epoch"] != -1 else "start",
+                     f"{r[valid]:.4f}" if r.get(valid) is not None else "-",
+                     r["best_epoch"] if r["best_epoch"] != -1 else "start",
                      f"{r['time_to_best']:.0f}" if r.get("time_to_best") else "-", f"{r['seconds']:.0f}")
                     for setting, r in runs.items()]
             rows.append(("TopPop", "", *(f"{first[c[2]]:.4f}" if first.get(c[2]) is not None else "-" for c in cells),
