@@ -49,9 +49,9 @@ def prepared(name: str):
 
 def default_batch(data) -> int:
     from contract.feature_spec import FeatureSpec
-    from training.tasks.neumf import batch_size_for
+    from training.tasks.neumf import NeuMFTask, batch_size_for
 
-    return batch_size_for(len(FeatureSpec.from_yaml(data).read("train", ["item_id"])), 4)
+    return batch_size_for(len(FeatureSpec.from_yaml(data).read("train", ["item_id"])), NeuMFTask.NEGATIVES)
 
 
 def train(data, flags: list[str], workdir, full_ranking: bool) -> dict:
