@@ -89,12 +89,16 @@ class Report:
             check_writable_folder(self.args.tensorboard, "--tensorboard")
             self.writer = SummaryWriter(str(self.args.tensorboard))
 
+    def _best_of(self, record: dict, selected_on) -> dict:
+        """The summary's best-so-far entry for an epoch record (or the starting weights' figures)."""
+        return {"best_epoch": record["epoch"], "time_to_best": self.elapsed, "selected_on": selected_on,
+                **{f"best_{m}": v for m, v in record.items()
+                   if m.startswith(self.prefix) and is_metric(m.removeprefix(self.prefix))}}
+
     def add_start(self, found: dict) -> None:
         """The validation figures of the weights training starts from: the best so far, as epoch START_EPOCH."""
         self.elapsed += found.get("eval_seconds", 0.0)
-        self.best = {"best_epoch": START_EPOCH, "time_to_best": self.elapsed, "selected_on": self.select_on,
-                     **{f"best_{m}": v for m, v in found.items()
-                        if m.startswith(self.prefix) and is_metric(m.removeprefix(self.prefix))}}
+        self.best = self._best_of({"epoch": START_EPOCH, **found}, self.select_on)
         shown = {m: found[self.prefix + m] for m in self.task.shown_metrics if self.prefix + m in found}
         self.say(f"starting weights: {figures(shown, self.args.topk, 'valid ')} (a candidate for the chosen model: "
                  "an epoch is chosen only if it beats them)")
@@ -107,10 +111,7 @@ class Report:
         key, best = self.key, self.best.get("best_" + self.key)
         improved = key not in record or best is None or record[key] > best
         if improved:
-            self.best = {"best_epoch": record["epoch"], "time_to_best": self.elapsed,
-                         "selected_on": self.select_on if key in record else None,
-                         **{f"best_{m}": v for m, v in record.items()
-                            if m.startswith(self.prefix) and is_metric(m.removeprefix(self.prefix))}}
+            self.best = self._best_of(record, self.select_on if key in record else None)
         parts = "".join(f", {name} {record[name]:.3f}" for name in ("nll", "kl", "beta") if name in record)
         shown = {m: record[self.prefix + m] for m in self.task.shown_metrics if self.prefix + m in record}
         where = "valid " if self.select_on else ""

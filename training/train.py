@@ -140,6 +140,7 @@ class Trainer:
                                     args.eps)
         self.scaler = runtime.grad_scaler()
         self.start_epoch, self.step, self.best_state = 0, 0, None
+        self.given_weights = False  # started from weights someone handed over (--init_from, pretrained parts)
         self._restore()
         self.ddp = DistributedDataParallel(self.model) if runtime.world > 1 else None
         self.stream = task.stream(per_rank)
@@ -175,6 +176,7 @@ class Trainer:
             best = args.checkpoint_dir / checkpoint.BEST
             self.best_state = checkpoint.load(best)["model"] if best.exists() else None
         elif self.init_payload:
+            self.given_weights = True
             checkpoint.check_extends(self.init_payload, args.init_from, self.spec)
             if self.init_payload["meta"]["cardinalities"] == self.spec.table_sizes:
                 self.model.load_state_dict(self.init_payload["model"])
@@ -184,7 +186,7 @@ class Trainer:
                                 + ", ".join(f"{n:,} {role[:-1]} rows added" for role, n in added.items())
                                 + " (initialised as a fresh model's); every old row copied unchanged")
         else:
-            self.task.initialise(self.model)
+            self.given_weights = self.task.initialise(self.model)
 
     def meta(self, epoch: int) -> dict:
         return {"epoch": epoch, "step": self.step, "cardinalities": self.spec.table_sizes,
@@ -230,13 +232,17 @@ class Trainer:
         checkpoint.save(self.args.checkpoint_dir / checkpoint.LAST, {
             **state, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()})
 
+    def validation_figures(self) -> dict:
+        """The model's figures on the split that chooses the model, named as an epoch record names them."""
+        found = self.task.evaluate(self.model, self.report.select_on)
+        return {(k if k.startswith("eval_") else self.report.prefix + k): v for k, v in found.items()}
+
     def evaluate_start(self) -> None:
         """Weights given to start from (pretrained parts, --init_from) are a candidate too: training can only
         return a model at least as good on validation as the one it was handed (fine-tuning a pretrained NeuMF
         lowered validation on ml-100k: bench/NOTES.md)."""
-        found = self.task.evaluate(self.model, self.report.select_on)
         self.report.elapsed += self.task.initialise_seconds
-        self.report.add_start({(k if k.startswith("eval_") else self.report.prefix + k): v for k, v in found.items()})
+        self.report.add_start(self.validation_figures())
         if "test" in self.splits:
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if self.runtime.is_main and self.args.checkpoint_dir:
@@ -255,7 +261,7 @@ class Trainer:
             report.baseline(split, task.baseline(split))
         report.start(self)
         first = self.start_epoch
-        if report.select_on and first == 0 and (self.init_payload or getattr(task, "pretrained", None)):
+        if report.select_on and first == 0 and self.given_weights:
             self.evaluate_start()
             if report.best.get("best_" + report.key, 0.0) >= args.threshold:
                 report.say(f"{report.key} of the starting weights reached --threshold {args.threshold}: no training")
@@ -263,8 +269,7 @@ class Trainer:
         for epoch in range(first, args.epochs):
             record = {"epoch": epoch, **self.train_epoch(epoch)}
             if report.select_on:
-                found = task.evaluate(self.model, report.select_on)
-                record.update({(k if k.startswith("eval_") else report.prefix + k): v for k, v in found.items()})
+                record.update(self.validation_figures())
             improved = report.add(record)
             if improved and "test" in self.splits:  # the chosen model is tested at the end
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

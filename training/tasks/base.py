@@ -60,9 +60,9 @@ class Task(ABC):
     def architecture(self) -> dict:
         """What checkpoints record and `models.build_model` builds, from the flags."""
 
-    def initialise(self, model: torch.nn.Module) -> None:
-        """Weights other than a fresh model's or a checkpoint's (e.g. pretrained parts); none by default."""
-        return None
+    def initialise(self, model: torch.nn.Module) -> bool:
+        """Load weights other than a fresh model's or a checkpoint's (e.g. pretrained parts); whether it did."""
+        return False
 
     # ---- training ----------------------------------------------------------------------------
     @abstractmethod

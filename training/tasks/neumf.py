@@ -117,7 +117,7 @@ class NeuMFTask(Task):
             return {"variant": "neumf", "factors": gmf["factors"], "layers": mlp["layers"]}
         return {"variant": self.args.model, "factors": self.args.factors, "layers": list(self.args.layers)}
 
-    def initialise(self, model) -> None:
+    def initialise(self, model) -> bool:
         if self.pretrained:
             for payload, where in zip(self.pretrained, (self.args.pretrained_gmf, self.args.pretrained_mlp)):
                 checkpoint.check_fits(payload, where, self.spec.table_sizes)
@@ -125,6 +125,7 @@ class NeuMFTask(Task):
             if self.args.alpha is None:
                 self.args.alpha = self.choose_alpha(model, gmf, mlp)
             model.load_state_dict(from_pretrained(gmf, mlp, self.args.alpha))
+        return bool(self.pretrained)
 
     def choose_alpha(self, model, gmf: dict, mlp: dict) -> float:
         """The blend of the two heads with the best validation figure (0.5 without validation).
