@@ -9,6 +9,9 @@ HR@K, NDCG@K, Recall@K and coverage@K at every -k, from one scoring pass per mod
   it folds in each user's train positives to score.
 - ease: closed form on the train matrix, lambda chosen on validation NDCG at the smallest K (`baselines.py`).
 - toppop: train popularity.
+Data without a validation mapping (BYO) gets one carved from train as `python -m training` carves it
+(`data/carve.py`, the same --seed): the families train, and EASE picks its lambda, on what is left; said
+on the first lines and in results.json. Test is never used to choose.
 --output gets results.csv, results.json, compare.png and each trained model's run folder, written
 to a temporary folder and renamed when complete. The last stdout line is one JSON object keyed by model.
 """
@@ -33,6 +36,7 @@ from . import checkpoint
 from . import train as one_loop
 from .args import default_run_folder, per_family
 from .baselines import LAMBDAS, check_lambdas, fit_ease
+from .data.carve import carve_pairs, needs_carving
 from .data.heldout_pairs import HeldOutPairs, load_heldout_pairs
 from .data.lists_from_pairs import write_lists_folder
 from .models import build_model
@@ -124,8 +128,8 @@ def train_family(name: str, args, data: HeldOutPairs, spec: FeatureSpec, folder:
     if name == "multvae":  # the same train positives, grouped per user
         source = write_lists_folder(data, spec, folder.parent / f".{name}-data")
         flags = ["--data", source]
-    else:
-        source, flags = None, ["--data", args.data, "--feature_spec_file", args.feature_spec_file]
+    else:  # the FeatureSpec compare reads: the user's, or its carved copy
+        source, flags = None, ["--data", args.spec_file.parent, "--feature_spec_file", args.spec_file.name]
     try:
         summary = one_loop.run([*flags, "--model", name, "--seed", args.seed, "--checkpoint_dir", folder,
                                 "--log_path", folder / "log.jsonl", *(["-e", args.epochs] if args.epochs else [])])
@@ -214,13 +218,19 @@ def write_results(folder: Path, results: dict, about: dict, ks) -> None:
 def compare(args) -> dict:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("python -m training.compare runs as one process, not under torchrun")
-    spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("train",))
+    args.spec_file = args.data / args.feature_spec_file
+    spec = FeatureSpec.from_yaml(args.spec_file, ("train",))
     args.output = args.output or default_run_folder(args.data, "compare")
     refuse_existing(args.output, args.overwrite)  # before any training
     for name, where in args.checkpoint.items():
         load_checkpoint(name, where, spec)
-    runtime = start_runtime()
+    runtime, carved = start_runtime(), None
     try:
+        if needs_carving(spec) and not spec.is_lists:
+            carved = carve_pairs(spec, args.seed)
+            spec, args.spec_file = carved.spec, carved.folder / "feature_spec.yaml"
+            spec.to_yaml(args.spec_file)
+            say(f"note: the FeatureSpec has no validation mapping: {carved.what}")
         items = spec.item_cardinality - spec.first_index
         max_users = args.max_users or max(1, SCORE_BUDGET // max(items, 1))
         data = load_heldout_pairs(spec, runtime, max_users, args.seed)
@@ -234,11 +244,14 @@ def compare(args) -> dict:
                      "users": {"test": test, "validation": valid, "with_test_positive": data.test_users,
                                "sampled": data.sampled, "seed": args.seed,
                                **({"test_ids": data.splits["test"].users.tolist()} if data.sampled else {})},
+                     **({"validation": carved.what} if carved else {}),
                      "protocol": "full ranking of each held-out positive against every item but the user's own "
                                  "(train, known; at test also validation); ties count against the model"}
             write_results(tmp, results, about, args.topk)
         say(f"wrote {args.output}/results.csv, results.json, compare.png")
     finally:
+        if carved is not None:
+            carved.close()
         shutdown(runtime)
     print(table(results, args.topk), flush=True)
     return results

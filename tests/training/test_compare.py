@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -135,12 +136,30 @@ def test_refusals_in_one_line(prepared, prepared_lists, trained_vae, tmp_path, c
     assert "does not exist" in _refused(
         ["--data", prepared, "--output", tmp_path / "o", "--checkpoint", f"neumf={tmp_path / 'none.pth'}"], capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_data_without_validation_gets_it_carved_from_train_never_test(prepared, tmp_path):
+    """BYO data (train and test only): a validation set is carved from train as the one loop carves it, EASE
+    picks lambda on it, NeuMF trains on what is left; test stays whole, and the carved copy is removed."""
     copy = tmp_path / "no-validation"
     shutil.copytree(prepared, copy)
     spec = yaml.safe_load((copy / "feature_spec.yaml").read_text())
     del spec["source_spec"]["validation"]
     (copy / "feature_spec.yaml").write_text(yaml.safe_dump(spec))
-    assert "no validation mapping" in _refused(["--data", copy, "--models", "toppop"], capsys)
+    out, before = tmp_path / "out", set(Path(tempfile.gettempdir()).iterdir())
+    result = run_module("training.compare", "--data", copy, "--output", out, "--models", "neumf", "ease", "toppop",
+                        "-e", "1", "-k", "10", "--ease_lambdas", "20", "200")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no validation mapping: validation carved from train: a seeded random positive per user" in result.stderr
+    about = json.loads((out / "results.json").read_text())
+    test_users = pd.read_parquet(copy / "test").query("label == 1").user_id.nunique()
+    assert about["validation"].startswith("validation carved from train")
+    assert about["users"]["test"] == test_users and 0 < about["users"]["validation"] <= test_users
+    assert set(about["models"]["ease"]["validation_ndcg@10"]) == {"20", "200"}
+    # NeuMF trained on the carved copy (no second carve of its own) and chose its epoch on that validation
+    assert result.stderr.count("validation carved from train") == 1
+    assert about["models"]["neumf"]["best_epoch"] is not None
+    assert not [p for p in Path(tempfile.gettempdir()).iterdir() if "carved-validation" in p.name and p not in before]
 
 
 @pytest.mark.parametrize("argv, message", [
