@@ -27,13 +27,6 @@ def dedup(users, items, timestamps):
     return users[~repeat], items[~repeat], timestamps[~repeat], int(repeat.sum())
 
 
-def dedup_and_split(users, items, timestamps, seed: int):
-    """Dedup, then hold out each user's latest: (train users, items, test users, items, duplicates dropped)."""
-    users, items, timestamps, dropped = dedup(users, items, timestamps)
-    train_u, train_i, _, test_u, test_i = hold_out_latest(users, items, timestamps, seed)
-    return train_u, train_i, test_u, test_i, dropped
-
-
 def split_partition(df, item_cardinality: int, negatives: int, seed: int, validation: bool = True,
                     holdout: str = "latest"):
     """(train, test, validation, known, counts) for one user-complete partition of the encoded data.

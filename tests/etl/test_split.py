@@ -4,7 +4,15 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.split import dedup_and_split, split_partition
+from contract.holdout import hold_out_latest
+from etl.split import dedup, split_partition
+
+
+def dedup_and_split(users, items, timestamps, seed: int):
+    """What split_partition does to positives: dedup, then hold out each user's latest."""
+    users, items, timestamps, dropped = dedup(users, items, timestamps)
+    train_u, train_i, _, test_u, test_i = hold_out_latest(users, items, timestamps, seed)
+    return train_u, train_i, test_u, test_i, dropped
 
 
 def test_split_by_hand_with_duplicates_and_ties():
