@@ -2,7 +2,7 @@
 `--data NAME=PATH` (never part of the repository: the path is the user's).
 
 Synthetic, for each size: TopPop, the defaults (batch sized to the data), the old fixed -b 65536, a
-smaller and a larger batch, two learning rates, L2, and --pretrain. The figures are test
+smaller and a larger batch, two learning rates, L2, --pretrain and --model mf. The figures are test
 HR@10/NDCG@10 of the epoch chosen on validation (sampled, 100 negatives), plus full-ranking
 HR@10 of that model where measured.
 
@@ -32,8 +32,9 @@ CONFIGS = {
     "--l2 1e-4": ["--l2", "1e-4"],
     "--l2 1e-5": ["--l2", "1e-5"],
     "--pretrain": ["--pretrain"],
+    "--model mf": ["--model", "mf"],
 }
-QUICK_CONFIGS = ("defaults", "-b 65536 (the old fixed default)", "--l2 1e-4", "--pretrain")
+QUICK_CONFIGS = ("defaults", "-b 65536 (the old fixed default)", "--l2 1e-4", "--pretrain", "--model mf")
 # An epoch at ml-20m size takes minutes on a CPU: only the defaults and the old default run there.
 LARGE_CONFIGS = ("defaults", "-b 65536 (the old fixed default)")
 
@@ -69,7 +70,7 @@ def train(data, flags: list[str], workdir, full_ranking: bool) -> dict:
 
 # Real data: family -> setting -> extra flags ("defaults" first); quick runs the defaults only.
 REAL_CONFIGS = {
-    "neumf": {"defaults": [], "--pretrain": ["--pretrain"]},
+    "neumf": {"defaults": [], "--pretrain": ["--pretrain"], "--model mf": ["--model", "mf"]},
     "multvae": {"defaults": []},
 }
 # Published (and reference) test figures on the real sets that `../shared/realdata/` builds, by the NAME given to --data.

@@ -31,8 +31,12 @@ class Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def per_family(name: str) -> str:
-    """'(default: 10 for neumf, 60 for multvae)' for a shared flag with per-family defaults."""
-    values = [f"{task.defaults[name]} for {DEFAULT_FOR_LAYOUT[task.layout]}" for task in TASKS if name in task.defaults]
+    """'(default: 10 for neumf (30 for mf), 60 for multvae)' for a shared flag with per-family defaults."""
+    values = []
+    for task in (task for task in TASKS if name in task.defaults):
+        own = [f"{chosen[name]} for {variant}" for variant, chosen in task.variant_defaults.items() if name in chosen]
+        values.append(f"{task.defaults[name]} for {DEFAULT_FOR_LAYOUT[task.layout]}"
+                      + (f" ({', '.join(own)})" if own else ""))
     return f"(default: {', '.join(values)})"
 
 
@@ -51,8 +55,8 @@ def parser() -> tuple[argparse.ArgumentParser, dict[type[Task], list[str]]]:
     p.add_argument("-e", "--epochs", type=int, help=per_family("epochs"))
     p.add_argument("-b", "--batch_size", "--batch_size_train", dest="batch_size", type=int,
                    help="per optimizer step over all ranks: samples (a positive and its negatives each count) for "
-                        "neumf, gmf, mlp, users for multvae (default: sized to the data, about 64 steps per epoch for "
-                        "neumf, 32 for multvae within 32-500 users)")
+                        "neumf, gmf, mlp, mf, users for multvae (default: sized to the data, about 64 steps per epoch "
+                        "for neumf, gmf, mlp, 1024 for mf, 32 for multvae within 32-500 users)")
     p.add_argument("--valid_batch_size", "--batch_size_validation", dest="valid_batch_size", type=int,
                    help="per evaluation forward pass: samples for neumf, users for multvae (memory grows with it) "
                         + per_family("valid_batch_size"))
@@ -143,7 +147,7 @@ def for_family(args: argparse.Namespace, variant: str) -> type[Task]:
         for dest in dests if other is not task else ():
             if getattr(args, dest, None) is not None:
                 raise UserError(f"--{dest} is a flag of {', '.join(other.variants)}; this run is {variant}")
-    for name, value in task.defaults.items():
+    for name, value in {**task.defaults, **task.variant_defaults.get(variant, {})}.items():
         if getattr(args, name) is None:
             setattr(args, name, list(value) if isinstance(value, list) else value)
     if args.eval not in task.protocols:

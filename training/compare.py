@@ -5,6 +5,7 @@ On one pairs-layout folder (`etl prepare`), each model is trained with its defau
 test positives are ranked against the whole catalogue minus what the user has (`data/heldout_pairs.py`):
 HR@K, NDCG@K, Recall@K and coverage@K at every -k, from one scoring pass per model (`ranking.evaluate_at`).
 - neumf: `python -m training` on the folder (its defaults, best epoch on its validation).
+- mf: the same with `--model mf`, the dot product (its own defaults).
 - multvae: the one loop on a lists folder built from the same train positives (`data/lists_from_pairs.py`);
   it folds in each user's train positives to score.
 - ease: closed form on the train matrix, lambda chosen on validation NDCG at the smallest K (`baselines.py`).
@@ -48,8 +49,8 @@ from .tasks.base import Task, path
 from .tasks.multvae import MultVAETask
 from .tasks.neumf import NeuMFTask
 
-MODELS = ("neumf", "multvae", "ease", "toppop")
-TRAINED: dict[str, type[Task]] = {"neumf": NeuMFTask, "multvae": MultVAETask}
+MODELS = ("neumf", "mf", "multvae", "ease", "toppop")
+TRAINED: dict[str, type[Task]] = {"neumf": NeuMFTask, "mf": NeuMFTask, "multvae": MultVAETask}
 KS = (10, 20, 50, 100)
 METRICS = ("hr", "ndcg", "recall", "coverage")
 SCORE_BUDGET = 2 * 10**8   # users x items per split by default: all of ml-1m's users, about 7,400 of ml-20m's
@@ -65,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=path, required=True, help="DATA_DIR in the pairs layout (etl prepare)")
     p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
-    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="(default: all four)")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="(default: all five)")
     p.add_argument("-k", "--topk", type=int, nargs="+", default=list(KS), help="the K of every figure (default: "
                                                                              f"{' '.join(map(str, KS))})")
     p.add_argument("--output", type=path, help="results folder (default: runs/DATA-NAME/compare-TIMESTAMP)")

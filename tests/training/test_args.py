@@ -2,7 +2,7 @@
 import pytest
 
 from contract.errors import UserError
-from training.args import for_family, parse_args, parser
+from training.args import for_family, parse_args, parser, per_family
 
 
 def test_dle_ncf_flags_parse():
@@ -23,6 +23,9 @@ def test_dle_vae_cf_spellings_are_aliases_of_the_shared_flags():
 @pytest.mark.parametrize("variant, expected", [
     ("neumf", {"epochs": 10, "learning_rate": 0.005, "topk": 10, "dropout": 0.0, "layers": [256, 128, 64],
                "batch_size": None, "factors": 64, "negative_samples": 8, "l2": 1e-4, "eval": "sampled"}),
+    # mf: the family's defaults, with its own epochs, learning rate and L2 over them
+    ("mf", {"epochs": 30, "learning_rate": 0.001, "topk": 10, "dropout": 0.0, "layers": [256, 128, 64],
+            "batch_size": None, "factors": 64, "negative_samples": 8, "l2": 1e-3, "eval": "sampled"}),
     ("multvae", {"epochs": 60, "learning_rate": 0.001, "topk": 100, "dropout": 0.5, "layers": [600, 200],
                  "batch_size": None, "activation": "tanh", "total_anneal_steps": 2000, "eval": "full"}),
 ])
@@ -31,13 +34,20 @@ def test_each_family_fills_in_its_defaults_and_help_shows_them(variant, expected
     for_family(args, variant)
     assert {key: getattr(args, key) for key in expected} == expected and args.model == variant
     text = parser()[0].format_help()
-    assert "(default: 10 for neumf, 60 for multvae)" in text and "(default: 0.005 for neumf, 0.001 for multvae)" in text
+    assert "(default: 10 for neumf (30 for mf), 60 for multvae)" in text
+    assert per_family("learning_rate") == "(default: 0.005 for neumf (0.001 for mf), 0.001 for multvae)"
+
+
+def test_a_flag_given_beats_the_variants_default():
+    args = parse_args(["--data", "d", "--no_eval", "-e", "4", "--l2", "0"])
+    for_family(args, "mf")
+    assert (args.epochs, args.l2, args.learning_rate) == (4, 0.0, 0.001)
 
 
 @pytest.mark.parametrize("argv, variant, message", [
     (["--anneal_cap", "0.1"], "neumf", "--anneal_cap is a flag of multvae; this run is neumf"),
-    (["-f", "8"], "multvae", "--factors is a flag of neumf, gmf, mlp; this run is multvae"),
-    (["--pretrain"], "multvae", "--pretrain is a flag of neumf, gmf, mlp"),
+    (["-f", "8"], "multvae", "--factors is a flag of neumf, gmf, mlp, mf; this run is multvae"),
+    (["--pretrain"], "multvae", "--pretrain is a flag of neumf, gmf, mlp, mf"),
     (["--eval", "sampled"], "multvae", "--eval sampled: multvae evaluates with full"),
     (["--layers", "5", "3"], "neumf", "--layers: at least two sizes"),
     (["--alpha", "1.5"], "neumf", "--alpha must be in [0, 1]"),

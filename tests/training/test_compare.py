@@ -27,7 +27,7 @@ USERS = 12
 
 @pytest.fixture(scope="module")
 def compared(prepared, trained, tmp_path_factory):
-    """All four models on `prepared`, 12 sampled users; NeuMF from the session's checkpoint, Mult-VAE trained."""
+    """All five models on `prepared`, 12 sampled users; NeuMF from the session's checkpoint, MF and Mult-VAE trained."""
     out = tmp_path_factory.mktemp("compare") / "out"
     result = run_module("training.compare", "--data", prepared, "--output", out, "-e", "1", "--max_users", USERS,
                         "-k", *KS, "--checkpoint", f"neumf={trained}", "--ease_lambdas", "20", "200")
@@ -69,7 +69,7 @@ def test_every_model_agrees_with_a_brute_force_ranking(compared, prepared, train
     out, result = compared
     about = json.loads((out / "results.json").read_text())
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(summary) == {"neumf", "multvae", "ease", "toppop"} and about["users"]["sampled"]
+    assert set(summary) == {"neumf", "mf", "multvae", "ease", "toppop"} and about["users"]["sampled"]
     users = about["users"]["test_ids"]
     assert len(users) == USERS and f"a seeded sample of {USERS} of" in result.stderr
     spec = yaml.safe_load((prepared / "feature_spec.yaml").read_text())["feature_spec"]
@@ -83,6 +83,8 @@ def test_every_model_agrees_with_a_brute_force_ranking(compared, prepared, train
     b = -p / np.diag(p)
     np.fill_diagonal(b, 0.0)
     neumf, vae = model_of(trained, n_users, n_items), model_of(out / "multvae" / "model.pth", n_users, n_items)
+    mf = model_of(out / "mf" / "model.pth", n_users, n_items)
+    assert mf.variant == "mf"
 
     def vae_row(user, history):
         return vae(multi_hot(torch.tensor([0, len(history)]), torch.tensor(history), n_items))[0][0].numpy()
@@ -90,6 +92,7 @@ def test_every_model_agrees_with_a_brute_force_ranking(compared, prepared, train
     rows = {"toppop": lambda user, history: x.sum(axis=0),
             "ease": lambda user, history: x[user] @ b,
             "neumf": lambda user, history: neumf(torch.full((n_items,), user), torch.arange(n_items)).numpy(),
+            "mf": lambda user, history: mf(torch.full((n_items,), user), torch.arange(n_items)).numpy(),
             "multvae": vae_row}
     for name, score_row in rows.items():
         for k in KS:
@@ -104,14 +107,14 @@ def test_outputs_table_plot_and_timings(compared):
     out, result = compared
     lines = result.stdout.strip().splitlines()
     assert lines[0].split() == ["model", "K", "HR", "NDCG", "Recall", "coverage", "seconds"]
-    assert len(lines) == 1 + 4 * len(KS) + 1
+    assert len(lines) == 1 + 5 * len(KS) + 1
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["model"], int(r["k"])) for r in rows] == [(m, k) for m in ("neumf", "multvae", "ease", "toppop")
+    assert [(r["model"], int(r["k"])) for r in rows] == [(m, k) for m in ("neumf", "mf", "multvae", "ease", "toppop")
                                                          for k in KS]
     # (evaluating a dozen users can round to 0.000 s; training a family cannot)
     assert all(float(r["seconds"]) >= float(r["eval_seconds"]) >= 0 for r in rows)
-    assert all(float(r["train_seconds"]) > 0 for r in rows if r["model"] == "multvae")  # neumf is a checkpoint here
+    assert all(float(r["train_seconds"]) > 0 for r in rows if r["model"] in ("mf", "multvae"))  # neumf: a checkpoint
     assert (out / "compare.png").stat().st_size > 10_000 and (out / "multvae" / "log.jsonl").is_file()
     assert "multvae: training" in result.stderr and "EASE lambda 200: validation" in result.stderr
     assert all(line[:2].isdigit() and line[2] == ":" for line in result.stderr.splitlines() if "ease" in line.lower())
@@ -163,7 +166,7 @@ def test_data_without_validation_gets_it_carved_from_train_never_test(prepared, 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--checkpoint", "ease=x.pth"], "expected NAME=PATH with NAME one of neumf, multvae"),
+    (["--checkpoint", "ease=x.pth"], "expected NAME=PATH with NAME one of neumf, mf, multvae"),
     (["--models", "toppop", "--checkpoint", "neumf=x.pth"], "neumf is not among --models"),
     (["-k", "0"], "-k values must be at least 1"),
     (["--max_users", "0"], "--max_users must be at least 1"),

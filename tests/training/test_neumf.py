@@ -7,17 +7,17 @@ import torch
 from training.models.neumf import NeuMF
 
 
-@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
+@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp", "mf"])
 def test_scores_one_logit_per_pair(variant):
     model = NeuMF(50, 40, mf_dim=8, mlp_layer_sizes=(16, 8, 4), dropout=0.2, variant=variant)
     out = model(torch.randint(0, 50, (33,)), torch.randint(0, 40, (33,)))
     assert out.shape == (33,)
     names = set(model.state_dict())
     assert ("mf_user_embed.weight" in names) == ("mf_item_embed.weight" in names) == (variant != "mlp")
-    assert ("mlp_user_embed.weight" in names) == ("mlp.0.weight" in names) == (variant != "gmf")
+    assert ("mlp_user_embed.weight" in names) == ("mlp.0.weight" in names) == (variant not in ("gmf", "mf"))
 
 
-@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
+@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp", "mf"])
 def test_scores_as_deeplearningexamples_model_does_from_its_state_dict(variant):
     """DLE's NeuMF, written out: four tables, cat, Linear+ReLU, final Linear over cat(GMF, MLP).
     GMF factors (8) and the MLP half (6) differ, so a table split at the wrong column shows."""
@@ -28,7 +28,7 @@ def test_scores_as_deeplearningexamples_model_does_from_its_state_dict(variant):
     heads = []
     if variant != "mlp":
         heads.append(w["mf_user_embed.weight"][users] * w["mf_item_embed.weight"][items])
-    if variant != "gmf":
+    if variant not in ("gmf", "mf"):
         x = torch.cat([w["mlp_user_embed.weight"][users], w["mlp_item_embed.weight"][items]], dim=1)
         for i in range(2):
             x = torch.relu(x @ w[f"mlp.{i}.weight"].T + w[f"mlp.{i}.bias"])
@@ -90,7 +90,7 @@ def test_embedding_penalty_is_the_batch_mean_of_the_used_rows_squared_norms():
     assert model.user_embed.grad[[1, 3, 4]].abs().sum() == 0 and model.user_embed.grad[[0, 2]].abs().sum() > 0
 
 
-@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
+@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp", "mf"])
 def test_score_grid_is_forward_over_every_pair(variant, monkeypatch):
     import training.models.neumf as neumf
 
@@ -103,7 +103,7 @@ def test_score_grid_is_forward_over_every_pair(variant, monkeypatch):
     assert grid.shape == (5, 23) and torch.allclose(grid, pairs, atol=1e-6)
 
 
-@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp"])
+@pytest.mark.parametrize("variant", ["neumf", "gmf", "mlp", "mf"])
 def test_items_in_rows_score_against_each_column_user(variant):
     """users (P,) with items (T, P): the same logits as the flat pairs (users repeated T times)."""
     torch.manual_seed(0)
@@ -150,3 +150,21 @@ def test_a_state_dict_with_missing_unexpected_or_resized_tables_is_refused():
         model.load_state_dict({**state, "extra": torch.zeros(1)})
     with pytest.raises(RuntimeError, match="size mismatch for user_embed"):
         model.load_state_dict({**state, "mf_user_embed.weight": torch.zeros(30, 5)})
+
+
+def test_mf_is_the_dot_product_plus_a_bias_and_its_head_never_learns():
+    torch.manual_seed(0)
+    model = NeuMF(30, 40, mf_dim=8, variant="mf")
+    users, items = torch.randint(0, 30, (64,)), torch.randint(0, 40, (64,))
+    w = model.state_dict()
+    expected = (w["mf_user_embed.weight"][users] * w["mf_item_embed.weight"][items]).sum(-1) + w["final.bias"]
+    assert torch.allclose(model(users, items), expected, atol=1e-6)
+    before = model.user_embed.detach().clone()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    torch.nn.functional.binary_cross_entropy_with_logits(model(users, items), torch.ones(64)).backward()
+    optimizer.step()
+    assert torch.equal(model.final.weight, torch.ones(1, 8)) and not torch.equal(model.user_embed, before)
+    # rebuilt from its checkpoint (resume, evaluation, serving), the head is still fixed
+    fresh = NeuMF(30, 40, mf_dim=8, variant="mf")
+    fresh.load_state_dict(model.state_dict())
+    assert not fresh.final.weight.requires_grad and fresh.final.bias.requires_grad

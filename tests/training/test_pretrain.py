@@ -86,14 +86,16 @@ def test_alpha_is_chosen_on_validation_when_not_given(prepared, tmp_path):
     torch.testing.assert_close(started["model"]["final.weight"], expected["final.weight"], atol=1e-8, rtol=0)
 
 
-def test_pretrained_parts_are_the_starting_weights(prepared, tmp_path):
-    """--pretrained_gmf/--pretrained_mlp: the NeuMF that starts training is the alpha blend of the two checkpoints."""
+@pytest.mark.parametrize("gmf_part", ["gmf", "mf"])
+def test_pretrained_parts_are_the_starting_weights(prepared, tmp_path, gmf_part):
+    """--pretrained_gmf/--pretrained_mlp: the NeuMF that starts training is the alpha blend of the two checkpoints
+    (the GMF part a GMF, or an MF: a GMF with its head fixed at ones)."""
     from contract.feature_spec import FeatureSpec
     from training import checkpoint
 
     sizes = FeatureSpec.from_yaml(prepared).table_sizes
     parts = {}
-    for variant, arch in (("gmf", {"variant": "gmf", "factors": 4, "layers": [2]}),
+    for variant, arch in (("gmf", {"variant": gmf_part, "factors": 4, "layers": [2]}),
                           ("mlp", {"variant": "mlp", "factors": 8, "layers": [8, 4]})):
         torch.manual_seed(len(variant) + ord(variant[0]))
         parts[variant] = build_model(arch, sizes).state_dict()
@@ -107,3 +109,6 @@ def test_pretrained_parts_are_the_starting_weights(prepared, tmp_path):
     neumf.load_state_dict(expected)
     for name, tensor in neumf.state_dict().items():
         torch.testing.assert_close(started[name], tensor, atol=1e-8, rtol=0, msg=name)
+    assert "expected a gmf (or mf) and an mlp" in train_fails(
+        "--data", prepared, "--pretrained_gmf", tmp_path / "mlp.pth", "--pretrained_mlp", tmp_path / "mlp.pth",
+        "-e", "1", "--checkpoint_dir", tmp_path / "refused")

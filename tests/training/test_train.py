@@ -130,6 +130,14 @@ def test_grads_accumulated_splits_every_step_and_variants_train(prepared, monkey
     assert split.calls == [3] * 4
 
 
+def test_mf_trains_with_its_head_fixed_through_a_resume(prepared, tmp_path):
+    common = ["--data", prepared, "--model", "mf", *SMALL, "--checkpoint_dir", tmp_path]
+    train(*common, "-e", "1")
+    summary = train(*common, "-e", "2", "--resume")
+    state = torch.load(tmp_path / "model.pth", weights_only=True)["model"]
+    assert summary["model"] == "mf" and torch.equal(state["final.weight"], torch.ones(1, 8))
+
+
 BAD = {
     "rows not a multiple of the series": (
         lambda f: pd.read_csv(f / "test.csv").iloc[:-1].to_csv(f / "test.csv", index=False), "not a multiple"),

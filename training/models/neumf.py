@@ -1,4 +1,5 @@
-"""NeuMF (He et al. 2017) as in DeepLearningExamples, with GMF-only and MLP-only variants."""
+"""NeuMF (He et al. 2017) as in DeepLearningExamples, with GMF-only and MLP-only variants, and MF: a GMF whose
+head is fixed at ones, the plain dot product (plus a bias) that Rendle et al. 2020 found ahead of NeuMF."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-VARIANTS = ("neumf", "gmf", "mlp")
+VARIANTS = ("neumf", "gmf", "mlp", "mf")
 GRID_PAIRS = 2**19  # pairs per slice of score_grid's MLP: bounds its activations (DLE model, fp32: 0.5 GB)
 
 
@@ -56,7 +57,7 @@ class NeuMF(nn.Module):
         if variant not in VARIANTS:
             raise ValueError(f"unknown model variant {variant!r}; choose from {VARIANTS}")
         self.variant = variant
-        self.use_mf = variant in ("neumf", "gmf")
+        self.use_mf = variant in ("neumf", "gmf", "mf")
         self.use_mlp = variant in ("neumf", "mlp")
         if self.use_mlp and len(mlp_layer_sizes) < 2:
             raise ValueError("the MLP needs at least two layer sizes (its input and one layer)")
@@ -73,6 +74,10 @@ class NeuMF(nn.Module):
             )
         self.final = nn.Linear(self.mf_dim + (mlp_layer_sizes[-1] if self.use_mlp else 0), 1)
         self.reset_parameters()
+        if variant == "mf":
+            # GMF's learnt head h lets every row shrink by c while h grows by c^2: the scores stay and the L2 on
+            # the rows falls, so the L2 never binds. A head fixed at ones makes it bind (bench/NOTES.md).
+            self.final.weight.requires_grad_(False)
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.user_embed, 0.0, 0.01)
@@ -81,6 +86,8 @@ class NeuMF(nn.Module):
             for layer in self.mlp:
                 glorot_uniform_(layer)
         lecun_uniform_(self.final)
+        if self.variant == "mf":
+            nn.init.ones_(self.final.weight)
 
     def embedding_penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of the squared norms of the embedding rows it uses (both branches)."""

@@ -38,6 +38,7 @@ class Task(ABC):
     shown_metrics: ClassVar[tuple[str, ...]]  # figures printed per epoch
     protocols: ClassVar[tuple[str, ...]]     # the --eval values it supports
     defaults: ClassVar[dict[str, Any]]       # its values of the shared flags left unset
+    variant_defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # a variant's own values, over `defaults`
     needs_history: ClassVar[bool] = False    # scores a user from their items (fold-in), not from a user row
 
     def __init__(self, args: argparse.Namespace, spec: FeatureSpec, runtime: Runtime, say: Callable[[str], None]):

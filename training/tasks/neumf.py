@@ -30,6 +30,9 @@ from .base import Task, path
 # 75 steps, but leaves ml-100k 8 steps an epoch, too few to learn in 10 epochs); bounded by DLE's ml-20m
 # batch and a floor where per-step overhead dominates. Evidence: bench/accuracy.py (BENCHMARKS.md).
 STEPS_PER_EPOCH = 64
+# --model mf: a step of a dot product costs a fraction of NeuMF's, and it learns best from many small ones
+# (1,024 an epoch: -b 8192 on ml-1m, chosen on validation of real MovieLens, bench/NOTES.md)
+MF_STEPS_PER_EPOCH = 1024
 MIN_BATCH, MAX_BATCH = 2**10, 2**20
 # --pretrain: the parts train this many times -e (the paper trains them to convergence; GMF on the NCF ml-1m
 # split was still rising at epoch 10 and peaked at 16); NeuMF is then fine-tuned a quarter of -e.
@@ -39,9 +42,9 @@ ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 KNOWN_MAPPINGS = ("train", "validation", "known")
 
 
-def batch_size_for(train_positives: int, negatives: int) -> int:
-    """Samples per step (negatives included): the power of two nearest to one epoch / STEPS_PER_EPOCH."""
-    per_step = max(train_positives * (1 + negatives) / STEPS_PER_EPOCH, 1.0)
+def batch_size_for(train_positives: int, negatives: int, steps_per_epoch: int = STEPS_PER_EPOCH) -> int:
+    """Samples per step (negatives included): the power of two nearest to one epoch / steps_per_epoch."""
+    per_step = max(train_positives * (1 + negatives) / steps_per_epoch, 1.0)
     return int(min(MAX_BATCH, max(MIN_BATCH, 2 ** round(math.log2(per_step)))))
 
 
@@ -60,12 +63,15 @@ class NeuMFTask(Task):
     FACTORS, NEGATIVES = 64, 8
     defaults = {"epochs": 10, "learning_rate": 0.005, "layers": [256, 128, 64], "dropout": 0.0, "topk": 10,
                 "valid_batch_size": 2**18, "l2": 1e-4, "eval": "sampled"}
+    # mf: longer, with smaller steps and an L2 that binds (its head is fixed); chosen on validation of the NCF
+    # ml-1m split, ml-100k and the ml-1m pairs (bench/NOTES.md, "A dot product: --model mf")
+    variant_defaults = {"mf": {"epochs": 30, "learning_rate": 0.001, "l2": 1e-3}}
 
     @classmethod
     def add_arguments(cls, group) -> None:
         group.add_argument("-f", "--factors", type=int, help=f"GMF factors (default: {cls.FACTORS})")
         group.add_argument("-n", "--negative_samples", type=int, help=f"negatives per positive (default: {cls.NEGATIVES})")
-        group.add_argument("--pretrained_gmf", type=path, help="NeuMF from this GMF checkpoint and --pretrained_mlp")
+        group.add_argument("--pretrained_gmf", type=path, help="NeuMF from this GMF (or MF) checkpoint and --pretrained_mlp")
         group.add_argument("--pretrained_mlp", type=path, help="NeuMF from this MLP checkpoint and --pretrained_gmf")
         group.add_argument("--alpha", type=float,
                            help="weight of the GMF head in the pretrained NeuMF (default: the best of 0, 0.1, ..., 1 "
@@ -111,9 +117,9 @@ class NeuMFTask(Task):
     def architecture(self) -> dict:
         if self.pretrained:
             gmf, mlp = (payload["meta"]["architecture"] for payload in self.pretrained)
-            if (gmf["variant"], mlp["variant"]) != ("gmf", "mlp"):
+            if gmf["variant"] not in ("gmf", "mf") or mlp["variant"] != "mlp":
                 raise UserError(f"--pretrained_gmf/--pretrained_mlp are a {gmf['variant']} and an {mlp['variant']} "
-                                "checkpoint; expected a gmf and an mlp")
+                                "checkpoint; expected a gmf (or mf) and an mlp")
             return {"variant": "neumf", "factors": gmf["factors"], "layers": mlp["layers"]}
         return {"variant": self.args.model, "factors": self.args.factors, "layers": list(self.args.layers)}
 
@@ -156,7 +162,8 @@ class NeuMFTask(Task):
         chosen = args.batch_size is None
         if chosen:
             positives = int(self.counts.sum())
-            args.batch_size = batch_size_for(positives, args.negative_samples)
+            steps = MF_STEPS_PER_EPOCH if args.model == "mf" else STEPS_PER_EPOCH
+            args.batch_size = batch_size_for(positives, args.negative_samples, steps)
         per_rank = args.batch_size // (world * per_positive)
         if per_rank < 1:
             raise UserError(f"-b {args.batch_size} is too small for {world} ranks x {per_positive} samples per positive")

@@ -30,6 +30,17 @@ def test_batch_size_counts_each_positive_with_its_negatives():
     assert batch_size_for(130_000, 4) == 8192 and batch_size_for(130_000, 5) == 16384
 
 
+def test_mf_takes_smaller_steps_about_1024_an_epoch():
+    said = []
+    task = NeuMFTask.__new__(NeuMFTask)
+    task.args, task.runtime, task.say = Args(model="mf", negative_samples=8), Runtime(), said.append
+    task.counts = torch.tensor([985_000])  # ml-1m's train positives: 8,865,000 samples / 1024 -> 2**13
+    assert task.batch_per_rank() == 8192 // 9 and task.args.batch_size == 8192 // 9 * 9
+    assert "about 1082 steps per epoch" in said[0]
+    task.args = Args(model="neumf", negative_samples=8)
+    assert task.batch_per_rank() == 131072 // 9  # NeuMF's 64 steps
+
+
 def test_a_run_without_b_says_what_it_chose(prepared, tmp_path):
     result = run_module("training", "--data", prepared, "-e", "1", "-f", "8", "--layers", "16", "8",
                         "--checkpoint_dir", tmp_path)
