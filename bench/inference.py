@@ -17,7 +17,7 @@ import torch
 
 from contract.feature_spec import FeatureSpec
 from training.host_memory import reuse_freed_memory
-from training.models import build_model
+from training.tasks import build_model
 
 from .common import DATA, python, run_measured, save
 from .train import CONFIGS, flags, prepared

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from contract.errors import UserError, interrupted, print_error
+from contract.console import entry_point
 
 from .readers import FORMATS, ColumnNames
 
@@ -120,15 +120,8 @@ def run(args) -> None:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    try:
-        run(args)
-    except UserError as exc:
-        return print_error(exc)
-    except KeyboardInterrupt:
-        return interrupted()
-    except (UnicodeDecodeError, OSError, ValueError) as exc:  # parse errors surfacing from Dask tasks
-        return print_error(exc, "cannot read input: ")
-    return 0
+    # parse errors surfacing from Dask tasks are bad input too
+    return entry_point(lambda: run(args), also=(UnicodeDecodeError, OSError, ValueError), prefix="cannot read input: ")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import time
 
 from dask.callbacks import Callback
 
+from contract.console import say
+
 
 class StageLog:
     def __init__(self, quiet: bool = False):
@@ -33,11 +35,6 @@ class StageLog:
     @property
     def total(self) -> float:
         return round(time.perf_counter() - self.start, 3)
-
-
-def say(message: str) -> None:
-    """A timestamped line on stderr: readable in CI logs and nohup runs too."""
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 PROGRESS_EVERY_S = 5.0

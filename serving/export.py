@@ -39,14 +39,12 @@ import torch
 from torch import nn
 
 from contract.atomic import atomic_dir
-from contract.errors import UserError, interrupted, print_error
+from contract.console import entry_point
+from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
-from training import checkpoint
-from training.models import build_model
-from training.models.multvae import ACTIVATIONS, MultVAE
+from training import checkpoint, saved
 from training.recommend import load_vocabularies, workflow_of
 from training.sparse import Lists
-from training.tasks import check_layout, task_for
 
 FORMATS = {  # file and Triton platform
     "torchscript": {"file": "model.pt", "platform": "pytorch_libtorch"},
@@ -55,9 +53,12 @@ FORMATS = {  # file and Triton platform
 # max |exported - PyTorch| on the check inputs, relative to the largest |logit| where that exceeds 1 (a dense
 # matmul and the PyTorch model's sparse path add the same products in another order)
 TOLERANCE = 1e-5
-MAX_BATCH = {"neumf": 65536, "multvae": 256, "workflow": 65536, "score": 65536}  # pairs, users, rows, pairs
-NO_SCORE_ENSEMBLE = ("Mult-VAE scores a user from their history, which the repository does not hold: no `score` "
-                     "ensemble; map the user's items with `workflow` and send `multvae` their multi-hot row (fold_in)")
+MAX_BATCH = {"pairs": 65536, "history": 256, "workflow": 65536, "score": 65536}  # pairs, users, rows, pairs
+
+
+def no_score_ensemble(family: str) -> str:
+    return (f"{family} scores a user from their history, which the repository does not hold: no `score` ensemble; "
+            f"map the user's items with `workflow` and send `{family}` their multi-hot row (fold_in)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -71,21 +72,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow", type=Path, help="the saved workflow that encoded --data "
                                                   "(default: the one its FeatureSpec records)")
     p.add_argument("--max-batch", type=int, help="Triton max_batch_size of every model (default: "
-                   + ", ".join(f"{name} {n}" for name, n in MAX_BATCH.items()) + ")")
+                   + ", ".join(f"{name} {n}" for name, n in MAX_BATCH.items()) + "; pairs: a pair-scoring family's "
+                   "model, history: a history-reading family's)")
     p.add_argument("--overwrite", action="store_true")
     return p
 
 
 class Scorer(nn.Module):
-    """What NeuMF's exported file computes: logits of (user index, item index) pairs, float32 whatever the
-    model's dtype."""
+    """What a pair-scoring family's exported file computes (NeuMF's): logits of (user index, item index) pairs,
+    float32 whatever the model's dtype. Its repository gets the raw-id `score` ensemble."""
 
-    family = "neumf"
+    kind = "pairs"
     inputs, output = ("user_index", "item_index"), "score"
 
-    def __init__(self, model: nn.Module, sizes: dict):
+    def __init__(self, model: nn.Module, sizes: dict, family: str):
         super().__init__()
-        self.model, self.sizes = model, sizes
+        self.model, self.sizes, self.family = model, sizes, family
 
     def forward(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
         return self.model(user_index, item_index).float()
@@ -106,32 +108,19 @@ class Scorer(nn.Module):
 
 
 class FoldInScorer(nn.Module):
-    """What Mult-VAE's exported file computes: the decoder's logits from the encoded mean of dense multi-hot rows.
+    """What a history-reading family's exported file computes (Mult-VAE's): logits of every item from dense
+    multi-hot rows of the users' items. The model's forward pass reads CSR rows, which neither tracing nor ONNX
+    export take; `dense_logits` is the same computation on dense rows with the model's own weights."""
 
-    `MultVAE.forward` reads CSR rows (a weighted embedding bag), which neither tracing nor ONNX export take; this
-    is the same encoder on a dense row with the model's own weights: x / |x|_2 @ input_weight + input_bias, the
-    hidden layers, the mean half of the latent layer, then the model's decoder.
-    """
-
-    family = "multvae"
+    kind = "history"
     inputs, output = ("fold_in",), "logits"
 
-    def __init__(self, model: MultVAE, sizes: dict):
+    def __init__(self, model: nn.Module, sizes: dict, family: str):
         super().__init__()
-        self.model, self.sizes = model, sizes
+        self.model, self.sizes, self.family = model, sizes, family
 
     def forward(self, fold_in: torch.Tensor) -> torch.Tensor:
-        model, act = self.model, ACTIVATIONS[self.model.activation]
-        x = fold_in.float()
-        x = x / torch.sqrt((x * x).sum(dim=1, keepdim=True)).clamp_min(1e-12)
-        h = x @ model.input_weight + model.input_bias
-        if model.to_latent is not None:
-            h = act(h)
-            for layer in model.encoder:
-                h = act(layer(h))
-            h = model.to_latent(h)
-        mean = h[:, :model.dims[-1]]
-        return model.decode(mean).float()
+        return self.model.dense_logits(fold_in).float()
 
     def check_inputs(self, n: int = 64, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Random multi-hot rows of every density from none to all items, reserved indices included."""
@@ -151,14 +140,12 @@ class FoldInScorer(nn.Module):
         return ([(self.inputs[0], "TYPE_FP32", [n_items], False)], [(self.output, "TYPE_FP32", [n_items], False)])
 
 
-def load_exportable(path: Path) -> tuple[Scorer | FoldInScorer, dict]:
-    """The checkpoint's model wrapped as its family's exported computation (eval mode), and its meta."""
-    payload = checkpoint.load(path)
-    meta = payload["meta"]
-    model = build_model(meta["architecture"], meta["cardinalities"])
-    model.load_state_dict(payload["model"])
-    wrapper = FoldInScorer if task_for(meta["architecture"]["variant"]).layout == "lists" else Scorer
-    return wrapper(model, meta["cardinalities"]).eval(), meta
+def load_exportable(path: Path, spec: FeatureSpec | None = None) -> tuple[Scorer | FoldInScorer, dict]:
+    """The checkpoint's model wrapped as its family's exported computation (eval mode), and its meta; checked
+    against the data it was trained on where that is given."""
+    loaded = saved.load(path, spec, tables="exact")
+    wrapper = FoldInScorer if loaded.task.needs_history else Scorer
+    return wrapper(loaded.build()[0], loaded.sizes, loaded.task.family).eval(), loaded.meta
 
 
 def names(module: Scorer | FoldInScorer, fmt: str) -> tuple[list[str], str]:
@@ -280,18 +267,13 @@ def write_workflow_step(folder: Path, spec: FeatureSpec, workflow: Path | None, 
 def export(args) -> dict:
     if args.max_batch is not None and args.max_batch < 1:
         raise UserError(f"--max-batch must be at least 1, not {args.max_batch}")
-    module, meta = load_exportable(args.checkpoint)
+    spec = FeatureSpec.from_yaml(args.data) if args.data is not None else None
+    module, meta = load_exportable(args.checkpoint, spec)
     family, fmt = module.family, args.format
-    spec = None
-    if args.data is not None:
-        spec = FeatureSpec.from_yaml(args.data)
-        variant = meta["architecture"]["variant"]
-        check_layout(task_for(variant), variant, spec, f"checkpoint {args.checkpoint} ({variant})")
-        checkpoint.check_fits({"meta": meta}, args.checkpoint, spec.table_sizes)
     models = [family]
     if spec is not None:  # the raw-id ensemble only where the repository holds all a score needs
-        models += ["workflow", "score"] if family == "neumf" else ["workflow"]
-    batch = {name: args.max_batch or MAX_BATCH[name] for name in models}
+        models += ["workflow", "score"] if module.kind == "pairs" else ["workflow"]
+    batch = {name: args.max_batch or MAX_BATCH[module.kind if name == family else name] for name in models}
     with atomic_dir(args.output, args.overwrite) as tmp:
         model_file = tmp / family / "1" / FORMATS[fmt]["file"]
         model_file.parent.mkdir(parents=True)
@@ -306,25 +288,18 @@ def export(args) -> dict:
     input_names, output_name = names(module, fmt)
     summary = {"output": str(args.output), "format": fmt, "model": meta["architecture"]["variant"], "models": models,
                "inputs": input_names, "outputs": [output_name], "max_abs_difference": difference}
-    if family == "multvae":
-        summary["note"] = NO_SCORE_ENSEMBLE
+    if module.kind == "history":
+        summary["note"] = no_score_ensemble(family)
+    if args.data is None:
+        print("note: without --data the repository holds the model alone (indices in); add --data for the workflow "
+              "step" + ("" if "note" in summary else " and the `score` ensemble (raw ids in)"),
+              file=sys.stderr)
     return summary
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    try:
-        summary = export(args)
-    except UserError as exc:
-        return print_error(exc)
-    except KeyboardInterrupt:
-        return interrupted()
-    if args.data is None:
-        print("note: without --data the repository holds the model alone (indices in); add --data for the workflow "
-              "step" + ("" if "note" in summary else " and the `score` ensemble (raw ids in)"),
-              file=sys.stderr)
-    print(json.dumps(summary))
-    return 0
+    return entry_point(lambda: export(args))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import sysconfig
 import threading
 import time
@@ -20,16 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.console import say
 from contract.errors import UserError
 from training.recommend import Recommender
 
 from .leftovers import Leftovers, server_scratch, sweep_killed_servers
 from .models import RecommendModel, ScoreModel
-
-
-def say(message: str) -> None:
-    """A timestamped line on stderr, like the other entry points' progress lines."""
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def check_args(args) -> None:

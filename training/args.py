@@ -4,7 +4,11 @@ Shared concepts have one flag, with DeepLearningExamples' spellings of both NCF 
 (`-l/--learning_rate/--lr`, `-b/--batch_size/--batch_size_train`, `-k/--topk/--top_results`,
 `--valid_batch_size/--batch_size_validation`, `--l2/--lam`). Where a family has its own default for a
 shared flag, the flag's default is None here and the family fills it in (`Task.defaults`); a family's own
-flags sit in its group, and giving one to another family is refused in one line.
+flags sit in its group, and giving one to another family is refused in one line. What a shared flag means
+for each family, and the families themselves, come from the task registry.
+
+`parse_args` checks what needs no data; `for_family` resolves the flags once into the run's frozen
+`Settings` (defaults filled in, the family's checks passed, the run folder named).
 """
 from __future__ import annotations
 
@@ -15,12 +19,9 @@ from pathlib import Path
 from contract.errors import UserError
 
 from .optim import OPTIMIZERS
-from .tasks import DEFAULT_FOR_LAYOUT, MODEL_NAMES, TASKS, task_for
+from .settings import Settings
+from .tasks import TASKS, default_for_layout, model_names, task_for
 from .tasks.base import Task, path
-
-EPILOG = ("Recipes: DLE NCF on ml-20m: -b 1048576 -l 0.0045 --beta1 0.25 --beta2 0.5 --layers 256 256 128 64. "
-          "DLE VAE-CF on ml-20m (GPUs): --model multvae -b 24576 -l 0.004 --beta2 0.9 --total_anneal_steps 15000 "
-          "--anneal_cap 0.1 -e 400 --amp.")
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -35,80 +36,90 @@ def per_family(name: str) -> str:
     values = []
     for task in (task for task in TASKS if name in task.defaults):
         own = [f"{chosen[name]} for {variant}" for variant, chosen in task.variant_defaults.items() if name in chosen]
-        values.append(f"{task.defaults[name]} for {DEFAULT_FOR_LAYOUT[task.layout]}"
-                      + (f" ({', '.join(own)})" if own else ""))
+        values.append(f"{task.defaults[name]} for {task.family}" + (f" ({', '.join(own)})" if own else ""))
     return f"(default: {', '.join(values)})"
 
 
-def parser() -> tuple[argparse.ArgumentParser, dict[type[Task], list[str]]]:
-    """The parser, and the destinations of each family's own flags."""
-    p = argparse.ArgumentParser(
-        prog="python -m training", epilog=EPILOG, formatter_class=Help,
-        description="Train or evaluate a recommender on a dataset described by a FeatureSpec. The data's layout "
-                    "picks the family: pairs (etl prepare) -> neumf, lists (etl prepare --split users) -> multvae.")
-    p.add_argument("--data", type=path, required=True, help="DATA_DIR holding the feature spec")
-    p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
-    p.add_argument("--mode", choices=("train", "test"), default="train", help="train, or evaluate --load_checkpoint_path")
-    p.add_argument("--model", choices=MODEL_NAMES,
-                   help="the family to train (default: the one the data's layout fits: "
-                        + ", ".join(f"{layout} -> {name}" for layout, name in DEFAULT_FOR_LAYOUT.items()) + ")")
-    p.add_argument("-e", "--epochs", type=int, help=per_family("epochs"))
-    p.add_argument("-b", "--batch_size", "--batch_size_train", dest="batch_size", type=int,
-                   help="per optimizer step over all ranks: samples (a positive and its negatives each count) for "
-                        "neumf, gmf, mlp, mf, users for multvae (default: sized to the data, about 64 steps per epoch "
-                        "for neumf, gmf, mlp, 1024 for mf, 32 for multvae within 32-500 users)")
-    p.add_argument("--valid_batch_size", "--batch_size_validation", dest="valid_batch_size", type=int,
-                   help="per evaluation forward pass: samples for neumf, users for multvae (memory grows with it) "
-                        + per_family("valid_batch_size"))
-    p.add_argument("--layers", type=int, nargs="+",
-                   help="neumf: MLP layer sizes; multvae: encoder sizes, the last the latent size " + per_family("layers"))
-    p.add_argument("-l", "--learning_rate", "--lr", dest="learning_rate", type=float, help=per_family("learning_rate"))
-    p.add_argument("-k", "--topk", "--top_results", dest="topk", type=int,
-                   help="K of HR@K, NDCG@K and Recall@K " + per_family("topk"))
-    p.add_argument("--seed", type=int, default=1, help="every random stream derives from (seed, epoch, rank)")
-    p.add_argument("--threshold", type=float, default=1.0, help="stop once the validation figure that picks the "
-                                                                 "best epoch (neumf HR@K, multvae NDCG@K) reaches this")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
-                   help="sgd: plain SGD, as the NCF paper fine-tunes a NeuMF built from pretrained parts")
-    p.add_argument("--beta1", type=float, default=0.9, help="Adam")
-    p.add_argument("--beta2", type=float, default=0.999, help="Adam")
-    p.add_argument("--eps", type=float, default=1e-8, help="Adam")
-    p.add_argument("--dropout", type=float, help="neumf: MLP dropout; multvae: input dropout " + per_family("dropout"))
-    p.add_argument("--l2", "--lam", dest="l2", type=float,
-                   help="neumf: L2 on the embedding rows each batch uses (squared norms, batch mean); multvae: "
-                        "L2 on the weight matrices " + per_family("l2"))
-    p.add_argument("--grads_accumulated", type=int, default=1, help="micro-batches per optimizer step")
-    p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each epoch (benchmarks, smoke runs)")
-    p.add_argument("--no_eval", action="store_true",
-                   help="skip evaluation and the default run folder (throughput benchmarks)")
-    p.add_argument("--eval", choices=("sampled", "full", "both"),
-                   help="test protocol: K among each series' sampled negatives (DLE NCF, epochs and test), full "
-                        "ranking of the chosen model against the whole catalogue at the end, or both; multvae ranks "
-                        "the whole catalogue only " + per_family("eval"))
-    p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
-    p.add_argument("--checkpoint_dir", type=path,
-                   help="write model.pth (best validation figure) and last.pth here (default: a new folder under "
-                        "runs/, with the log, unless --log_path is given)")
-    p.add_argument("--load_checkpoint_path", type=path,
-                   help="model to evaluate (--mode test), or to start training from (ours or a DLE NeuMF state_dict)")
-    p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pth")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the checkpoints in --checkpoint_dir and the --log_path of an earlier run")
-    p.add_argument("--init_from", type=path, help="start from these weights (e.g. to continue on new data)")
-    p.add_argument("--log_path", type=path, help="JSON lines, one per epoch (a PNG plot is written beside it)")
-    p.add_argument("--tensorboard", type=path, help="also write TensorBoard scalars to this folder")
+def meaning(name: str, lead: str = "") -> str:
+    """What a shared flag means for each family that says ('LEAD; neumf, gmf, mlp, mf: ...; multvae: ...')."""
+    parts = [f"{', '.join(task.variants)}: {task.flag_help[name]}" for task in TASKS if name in task.flag_help]
+    return "; ".join(([lead] if lead else []) + parts)
+
+
+def family_groups(p: argparse.ArgumentParser) -> dict[type[Task], list[str]]:
+    """Each family's own flags in a group of its own; the destinations of each family's flags."""
     own = {}
     for task in TASKS:
         group = p.add_argument_group(f"{', '.join(task.variants)} only ({task.layout} layout)")
         before = len(group._group_actions)
         task.add_arguments(group)
         own[task] = [action.dest for action in group._group_actions[before:]]
-    return p, own
+    return own
+
+
+def own_flags() -> dict[type[Task], list[str]]:
+    return family_groups(argparse.ArgumentParser(add_help=False))
+
+
+def parser() -> argparse.ArgumentParser:
+    layouts = default_for_layout()
+    p = argparse.ArgumentParser(
+        prog="python -m training", formatter_class=Help,
+        epilog="Recipes: " + " ".join(f"{task.recipe}." for task in TASKS if task.recipe),
+        description="Train or evaluate a recommender on a dataset described by a FeatureSpec. The data's layout "
+                    "picks the family: " + ", ".join(f"{layout} ({task_for(name).prepare_hint.strip('`')}) -> {name}"
+                                                     for layout, name in layouts.items()) + ".")
+    p.add_argument("--data", type=path, required=True, help="DATA_DIR holding the feature spec")
+    p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
+    p.add_argument("--mode", choices=("train", "test"), default="train", help="train, or evaluate --load_checkpoint_path")
+    p.add_argument("--model", choices=model_names(),
+                   help="the family to train (default: the one the data's layout fits: "
+                        + ", ".join(f"{layout} -> {name}" for layout, name in layouts.items()) + ")")
+    p.add_argument("-e", "--epochs", type=int, help=per_family("epochs"))
+    p.add_argument("-b", "--batch_size", "--batch_size_train", dest="batch_size", type=int,
+                   help=meaning("batch_size", "per optimizer step over all ranks (default: sized to the data)"))
+    p.add_argument("--valid_batch_size", "--batch_size_validation", dest="valid_batch_size", type=int,
+                   help=meaning("valid_batch_size", "per evaluation forward pass (memory grows with it)") + " "
+                        + per_family("valid_batch_size"))
+    p.add_argument("--layers", type=int, nargs="+", help=meaning("layers") + " " + per_family("layers"))
+    p.add_argument("-l", "--learning_rate", "--lr", dest="learning_rate", type=float, help=per_family("learning_rate"))
+    p.add_argument("-k", "--topk", "--top_results", dest="topk", type=int,
+                   help="K of HR@K, NDCG@K and Recall@K " + per_family("topk"))
+    p.add_argument("--seed", type=int, default=1, help="every random stream derives from (seed, epoch, rank)")
+    p.add_argument("--threshold", type=float, default=1.0,
+                   help=meaning("threshold", "stop once the validation figure that picks the best epoch reaches this"))
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="sgd: plain SGD, as the NCF paper fine-tunes a model built from pretrained parts")
+    p.add_argument("--beta1", type=float, default=0.9, help="Adam")
+    p.add_argument("--beta2", type=float, default=0.999, help="Adam")
+    p.add_argument("--eps", type=float, default=1e-8, help="Adam")
+    p.add_argument("--dropout", type=float, help=meaning("dropout") + " " + per_family("dropout"))
+    p.add_argument("--l2", "--lam", dest="l2", type=float, help=meaning("l2") + " " + per_family("l2"))
+    p.add_argument("--grads_accumulated", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each epoch (benchmarks, smoke runs)")
+    p.add_argument("--no_eval", action="store_true",
+                   help="skip evaluation and the default run folder (throughput benchmarks)")
+    p.add_argument("--eval", choices=tuple(dict.fromkeys(p for task in TASKS for p in task.protocols)),
+                   help=meaning("eval", "test protocol") + " " + per_family("eval"))
+    p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler on CUDA, bf16 autocast on CPU")
+    p.add_argument("--checkpoint_dir", type=path,
+                   help="write model.pth (best validation figure) and last.pth here (default: a new folder under "
+                        "runs/, with the log, unless --log_path is given)")
+    p.add_argument("--load_checkpoint_path", type=path,
+                   help="model to evaluate (--mode test), or to start training from (ours or a DLE state_dict)")
+    p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pth")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoints in --checkpoint_dir and the --log_path of an earlier run")
+    p.add_argument("--init_from", type=path, help="start from these weights (e.g. to continue on new data)")
+    p.add_argument("--log_path", type=path, help="JSON lines, one per epoch (a PNG plot is written beside it)")
+    p.add_argument("--tensorboard", type=path, help="also write TensorBoard scalars to this folder")
+    family_groups(p)
+    return p
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The flags as given, with the checks that need no data; `for_family` completes them."""
-    p, _ = parser()
+    p = parser()
     args = p.parse_args(None if argv is None else [str(a) for a in argv])
     if args.mode == "test" and not args.load_checkpoint_path:
         p.error("--mode test needs --load_checkpoint_path")
@@ -138,29 +149,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def for_family(args: argparse.Namespace, variant: str) -> type[Task]:
-    """Fill in the family's defaults, refuse other families' flags, check the family's flags; its task."""
+def for_family(args: argparse.Namespace, variant: str) -> tuple[type[Task], Settings]:
+    """The family's task and the run's settings: its defaults filled in, other families' flags refused, its
+    flags checked, the run folder named. Nothing changes them afterwards."""
     task = task_for(variant)
-    args.model = variant
-    _, own = parser()
-    for other, dests in own.items():
+    values = {**vars(args), "model": variant}
+    for other, dests in own_flags().items():
         for dest in dests if other is not task else ():
-            if getattr(args, dest, None) is not None:
+            if values.get(dest) is not None:
                 raise UserError(f"--{dest} is a flag of {', '.join(other.variants)}; this run is {variant}")
     for name, value in {**task.defaults, **task.variant_defaults.get(variant, {})}.items():
-        if getattr(args, name) is None:
-            setattr(args, name, list(value) if isinstance(value, list) else value)
-    if args.eval not in task.protocols:
-        raise UserError(f"--eval {args.eval}: {variant} evaluates with {' or '.join(task.protocols)}")
+        if values.get(name) is None:
+            values[name] = value
+    if values["eval"] not in task.protocols:
+        raise UserError(f"--eval {values['eval']}: {variant} evaluates with {' or '.join(task.protocols)}")
+    settings = Settings(**values)
 
     def error(message: str):
         raise UserError(message)
 
-    task.check_args(args, error)
-    if args.mode == "train" and not args.no_eval and not args.checkpoint_dir and not args.log_path:
-        args.checkpoint_dir = default_run_folder(args.data, variant)
-        args.log_path = args.checkpoint_dir / "log.jsonl"
-    return task
+    task.check_args(settings, error)
+    if settings.mode == "train" and not settings.no_eval and not settings.checkpoint_dir and not settings.log_path:
+        folder = default_run_folder(settings.data, variant)
+        settings = settings.replace(checkpoint_dir=folder, log_path=folder / "log.jsonl")
+    return task, settings
 
 
 def default_run_folder(data: Path, variant: str) -> Path:

@@ -1,4 +1,5 @@
-"""Checkpoints: the best model (model.pth) and the last training state (last.pth), written atomically."""
+"""Checkpoint files: the best model (model.pth) and the last training state (last.pth), written atomically,
+read back, and the checks of their tables against data. `saved.py` is the one loader built on them."""
 from __future__ import annotations
 
 import io
@@ -10,8 +11,6 @@ import torch
 
 from contract.atomic import atomic_file
 from contract.errors import UserError
-
-from .models import architecture_of
 
 BEST = "model.pth"
 LAST = "last.pth"
@@ -30,7 +29,9 @@ def serialized(save, obj, *args, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def load(path) -> dict:
+def read(path) -> dict:
+    """{"model": state_dict, "meta": meta} of one of ours, or of a bare state_dict (meta None: what the
+    state_dict's shapes say is for the registry to read, `saved.load`)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
@@ -41,18 +42,9 @@ def load(path) -> dict:
     if isinstance(payload, dict) and "model" in payload and "meta" in payload:
         return payload
     if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
-        return from_state_dict(payload, path)
-    raise UserError(f"checkpoint {path} is neither one of ours (model/meta entries) nor a NeuMF state_dict")
-
-
-def from_state_dict(state: dict, path) -> dict:
-    """A plain state_dict (DeepLearningExamples' model.pth): architecture and sizes read from its shapes."""
-    state = {key.removeprefix("module."): value for key, value in state.items()}  # saved from a DDP wrapper
-    try:
-        meta = architecture_of(state)
-    except KeyError:
-        raise UserError(f"checkpoint {path} is a state_dict, but not of a NeuMF model")
-    return {"model": state, "meta": meta}
+        # saved from a DDP wrapper: its keys carry the wrapper's prefix
+        return {"model": {key.removeprefix("module."): value for key, value in payload.items()}, "meta": None}
+    raise UserError(f"checkpoint {path} is neither one of ours (model/meta entries) nor a model's state_dict")
 
 
 def check_fits(payload: dict, path, table_sizes: dict, arch: dict | None = None) -> None:

@@ -30,35 +30,33 @@ from pathlib import Path
 import torch
 
 from contract.atomic import atomic_dir, refuse_existing
-from contract.errors import UserError, print_error
+from contract.console import entry_point, say
+from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 
-from . import checkpoint
+from . import checkpoint, saved
 from . import train as one_loop
 from .args import default_run_folder, per_family
 from .baselines import LAMBDAS, check_lambdas, fit_ease
 from .data.carve import carve_pairs, needs_carving
 from .data.heldout_pairs import HeldOutPairs, load_heldout_pairs
-from .data.lists_from_pairs import write_lists_folder
-from .models import build_model
 from .plots import plot_comparison
 from .ranking import evaluate_at, popularity_scores
 from .runtime import Runtime, shutdown, start_runtime
-from .tasks import task_for
+from .settings import Settings
+from .tasks import compared
 from .tasks.base import Task, path
-from .tasks.multvae import MultVAETask
-from .tasks.neumf import NeuMFTask
 
-MODELS = ("neumf", "mf", "multvae", "ease", "toppop")
-TRAINED: dict[str, type[Task]] = {"neumf": NeuMFTask, "mf": NeuMFTask, "multvae": MultVAETask}
+BASELINES = ("ease", "toppop")
 KS = (10, 20, 50, 100)
 METRICS = ("hr", "ndcg", "recall", "coverage")
 SCORE_BUDGET = 2 * 10**8   # users x items per split by default: all of ml-1m's users, about 7,400 of ml-20m's
 BATCH_SCORES = 2**20       # users x items scored per forward pass
 
 
-def say(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+def models() -> tuple[str, ...]:
+    """Every model compare knows: the registry's compared families, then the baselines."""
+    return (*compared(), *BASELINES)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,7 +64,8 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=path, required=True, help="DATA_DIR in the pairs layout (etl prepare)")
     p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
-    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="(default: all five)")
+    p.add_argument("--models", nargs="+", choices=models(), default=list(models()),
+                   help=f"(default: all {len(models())})")
     p.add_argument("-k", "--topk", type=int, nargs="+", default=list(KS), help="the K of every figure (default: "
                                                                              f"{' '.join(map(str, KS))})")
     p.add_argument("--output", type=path, help="results folder (default: runs/DATA-NAME/compare-TIMESTAMP)")
@@ -74,8 +73,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="training seeds and the user sample")
     p.add_argument("-e", "--epochs", type=int, help="epochs of every trained family " + per_family("epochs"))
     p.add_argument("--checkpoint", nargs="+", default=[], metavar="NAME=PATH",
-                   help="evaluate this checkpoint instead of training (neumf=PATH, multvae=PATH); a multvae one "
-                        "from an earlier compare run on the same folder")
+                   help="evaluate this checkpoint instead of training (" + ", ".join(f"{name}=PATH" for name in compared())
+                        + "); one of a family that reads another layout from an earlier compare run on the same folder")
     p.add_argument("--max_users", type=int,
                    help=f"evaluate a seeded sample of this many test users (default: as many as keep users x items "
                         f"within {SCORE_BUDGET:,})")
@@ -86,7 +85,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None) -> Settings:
+    """The flags, checked and normalised, as the comparison's frozen settings."""
     p = parser()
     args = p.parse_args(None if argv is None else [str(a) for a in argv])
     for name in ("epochs", "max_users", "ease_max_items"):
@@ -94,55 +94,46 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be at least 1")
     if min(args.topk) < 1:
         p.error("-k values must be at least 1")
-    args.topk = sorted(set(args.topk))
-    args.models = list(dict.fromkeys(args.models))
+    trained = compared()
     checkpoints = {}
     for entry in args.checkpoint:
         name, sep, where = entry.partition("=")
-        if not sep or name not in TRAINED or not where:
-            p.error(f"--checkpoint {entry}: expected NAME=PATH with NAME one of {', '.join(TRAINED)}")
+        if not sep or name not in trained or not where:
+            p.error(f"--checkpoint {entry}: expected NAME=PATH with NAME one of {', '.join(trained)}")
         if name not in args.models:
             p.error(f"--checkpoint {entry}: {name} is not among --models")
         checkpoints[name] = Path(where)
-    args.checkpoint = checkpoints
     try:
-        args.ease_lambdas = check_lambdas(args.ease_lambdas)
+        lambdas = check_lambdas(args.ease_lambdas)
     except UserError as exc:
         p.error(str(exc))
-    return args
+    return Settings(**{**vars(args), "topk": sorted(set(args.topk)), "models": list(dict.fromkeys(args.models)),
+                       "checkpoint": checkpoints, "ease_lambdas": lambdas})
 
 
 def load_checkpoint(name: str, where: Path, spec: FeatureSpec) -> torch.nn.Module:
     """A --checkpoint of family `name` that fits the data's tables, as a model in eval mode."""
-    payload = checkpoint.load(where)
-    variant = payload["meta"]["architecture"]["variant"]
-    if task_for(variant) is not TRAINED[name]:
-        raise UserError(f"--checkpoint {name}={where} is a {variant} checkpoint, not {name}")
-    checkpoint.check_fits(payload, where, spec.table_sizes)
-    model = build_model(payload["meta"]["architecture"], spec.table_sizes)
-    model.load_state_dict(payload["model"])
-    return model.eval()
+    loaded = saved.load(where, spec, tables="exact", family=compared()[name], what=f"--checkpoint {name}={where}",
+                        any_layout=True)
+    return loaded.build()[0].eval()
 
 
-def train_family(name: str, args, data: HeldOutPairs, spec: FeatureSpec, folder: Path) -> tuple[torch.nn.Module, dict]:
+def train_family(name: str, args, data: HeldOutPairs, spec: FeatureSpec, spec_file: Path,
+                 folder: Path) -> tuple[torch.nn.Module, dict]:
     """Train `name` with its defaults through the one loop into `folder`; the chosen model and its summary."""
-    if name == "multvae":  # the same train positives, grouped per user
-        source = write_lists_folder(data, spec, folder.parent / f".{name}-data")
-        flags = ["--data", source]
-    else:  # the FeatureSpec compare reads: the user's, or its carved copy
-        source, flags = None, ["--data", args.spec_file.parent, "--feature_spec_file", args.spec_file.name]
+    scratch = folder.parent / f".{name}-data"  # where a family that reads another layout gets it written
     try:
+        flags = compared()[name].compare_flags(spec_file, spec, data, scratch)
         summary = one_loop.run([*flags, "--model", name, "--seed", args.seed, "--checkpoint_dir", folder,
                                 "--log_path", folder / "log.jsonl", *(["-e", args.epochs] if args.epochs else [])])
     finally:
-        if source is not None:
-            shutil.rmtree(source, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     return load_checkpoint(name, folder / checkpoint.BEST, spec), summary
 
 
 def scorer(name: str, model: torch.nn.Module):
     """The family's all-items scoring of a batch of users, without gradients."""
-    task = TRAINED[name]
+    task = compared()[name]
 
     def score(users, fold_in):
         with torch.no_grad():
@@ -151,27 +142,28 @@ def scorer(name: str, model: torch.nn.Module):
     return score
 
 
-def evaluate_models(args, spec: FeatureSpec, data: HeldOutPairs, runtime: Runtime, out: Path) -> dict:
+def evaluate_models(args, spec: FeatureSpec, spec_file: Path, data: HeldOutPairs, runtime: Runtime, out: Path,
+                    output: Path) -> dict:
     candidates = Task.candidates(data.counts, data.first_index)
     batch = max(1, BATCH_SCORES // data.n_items)
 
     def rank(score, split="test"):
         return evaluate_at(score, data.splits[split], candidates, args.topk, batch, runtime)
 
-    results = {}
+    results, families = {}, compared()
     for name in args.models:
         say(f"{name}: " + ("reading " + str(args.checkpoint[name]) if name in args.checkpoint else
-                          "training" if name in TRAINED else "fitting"))
+                          "training" if name in families else "fitting"))
         begin = time.perf_counter()
         details: dict = {}
         if name in args.checkpoint:
             model = load_checkpoint(name, args.checkpoint[name], spec)
             details["checkpoint"] = str(args.checkpoint[name])
             score = scorer(name, model)
-        elif name in TRAINED:
-            model, summary = train_family(name, args, data, spec, out / name)
+        elif name in families:
+            model, summary = train_family(name, args, data, spec, spec_file, out / name)
             details.update({"best_epoch": summary.get("best_epoch"), "epochs": summary.get("epochs"),
-                            "checkpoint": str(args.output / name / checkpoint.BEST)})
+                            "checkpoint": str(output / name / checkpoint.BEST)})
             score = scorer(name, model)
         elif name == "ease":
             smallest = args.topk[0]
@@ -219,18 +211,18 @@ def write_results(folder: Path, results: dict, about: dict, ks) -> None:
 def compare(args) -> dict:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("python -m training.compare runs as one process, not under torchrun")
-    args.spec_file = args.data / args.feature_spec_file
-    spec = FeatureSpec.from_yaml(args.spec_file, ("train",))
-    args.output = args.output or default_run_folder(args.data, "compare")
-    refuse_existing(args.output, args.overwrite)  # before any training
+    spec_file = args.data / args.feature_spec_file
+    spec = FeatureSpec.from_yaml(spec_file, ("train",))
+    output = args.output or default_run_folder(args.data, "compare")
+    refuse_existing(output, args.overwrite)  # before any training
     for name, where in args.checkpoint.items():
         load_checkpoint(name, where, spec)
     runtime, carved = start_runtime(), None
     try:
         if needs_carving(spec) and not spec.is_lists:
             carved = carve_pairs(spec, args.seed)
-            spec, args.spec_file = carved.spec, carved.folder / "feature_spec.yaml"
-            spec.to_yaml(args.spec_file)
+            spec, spec_file = carved.spec, carved.folder / "feature_spec.yaml"
+            spec.to_yaml(spec_file)
             say(f"note: the FeatureSpec has no validation mapping: {carved.what}")
         items = spec.item_cardinality - spec.first_index
         max_users = args.max_users or max(1, SCORE_BUDGET // max(items, 1))
@@ -239,8 +231,8 @@ def compare(args) -> dict:
         say(f"protocol: each user's held-out positive ranked against all {items:,} items minus the user's own; "
             + (f"a seeded sample of {test:,} of {data.test_users:,} test users (--max_users, --seed)" if data.sampled
                else f"all {test:,} test users") + f", {valid:,} validation users; on {runtime.describe()}")
-        with atomic_dir(args.output, args.overwrite) as tmp:
-            results = evaluate_models(args, spec, data, runtime, tmp)
+        with atomic_dir(output, args.overwrite) as tmp:
+            results = evaluate_models(args, spec, spec_file, data, runtime, tmp, output)
             about = {"data": str(args.data), "k": args.topk, "items": items, "device": runtime.describe(),
                      "users": {"test": test, "validation": valid, "with_test_positive": data.test_users,
                                "sampled": data.sampled, "seed": args.seed,
@@ -249,7 +241,7 @@ def compare(args) -> dict:
                      "protocol": "full ranking of each held-out positive against every item but the user's own "
                                  "(train, known; at test also validation); ties count against the model"}
             write_results(tmp, results, about, args.topk)
-        say(f"wrote {args.output}/results.csv, results.json, compare.png")
+        say(f"wrote {output}/results.csv, results.json, compare.png")
     finally:
         if carved is not None:
             carved.close()
@@ -259,16 +251,11 @@ def compare(args) -> dict:
 
 
 def main(argv=None) -> int:
-    try:
+    def body() -> dict:
         results = compare(parse_args(argv))
-    except UserError as exc:
-        return print_error(exc)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(json.dumps({name: {k: v for k, v in r.items() if not isinstance(v, (dict, str))}
-                      for name, r in results.items()}), flush=True)
-    return 0
+        return {name: {k: v for k, v in r.items() if not isinstance(v, (dict, str))} for name, r in results.items()}
+
+    return entry_point(body)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Mult-VAE folds in the newer users' histories (of the items it knows) without ret
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -28,18 +27,17 @@ from tqdm import tqdm
 
 from contract.atomic import atomic_file, refuse_existing
 from contract.chunks import read_parquet_lists
-from contract.errors import UserError, interrupted, print_error
+from contract.console import entry_point
+from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 from contract.lock import exclusive
 from contract.vocabulary import VocabularyIndex, read_vocabulary, vocabulary_fingerprint
 
-from . import checkpoint
+from . import saved
 from .data.popularity import checked_item_counts
-from .models import build_model
 from .ranking import exclude
 from .runtime import Runtime, start_runtime
 from .sparse import Lists
-from .tasks import check_layout, task_for
 
 # One meaning per column: score is the model's score (empty where source=popularity), popularity the
 # item's train positives (every row).
@@ -158,12 +156,9 @@ class Recommender:
                  amp: bool = False):
         self.specs = history_specs(data)
         self.spec = spec = self.specs[0]
-        self.payload = checkpoint.load(checkpoint_path)
-        self.variant = self.payload["meta"]["architecture"]["variant"]
-        self.task = task_for(self.variant)
-        check_layout(self.task, self.variant, spec, f"checkpoint {checkpoint_path} ({self.variant})")
-        checkpoint.check_extends(self.payload, checkpoint_path, spec)
-        self.model_sizes = self.payload["meta"]["cardinalities"]  # smaller than the data's until it is grown
+        self.saved = saved.load(checkpoint_path, spec, tables="extends")
+        self.variant, self.task = self.saved.variant, self.saved.task
+        self.model_sizes = self.saved.sizes  # smaller than the data's until it is grown
         self.user_vocab, self.item_vocab = load_vocabularies(spec, workflow_of(spec, workflow))
         self.users, self.items = VocabularyIndex(self.user_vocab), VocabularyIndex(self.item_vocab)
         self.n_items = spec.item_cardinality
@@ -193,9 +188,7 @@ class Recommender:
 
     @cached_property
     def model(self) -> torch.nn.Module:
-        model = build_model(self.payload["meta"]["architecture"], self.model_sizes).to(self.device).eval()
-        model.load_state_dict(self.payload["model"])
-        return model
+        return self.saved.build()[0].to(self.device).eval()
 
     @cached_property
     def counts(self) -> np.ndarray:
@@ -346,20 +339,18 @@ def write(frame: pd.DataFrame, output: Path, overwrite: bool) -> None:
             frame.to_csv(tmp, index=False)
 
 
+def recommend_to_file(args) -> dict:
+    check_output(args.output, args.overwrite)  # before any work
+    with exclusive(args.output):
+        frame = recommend(args)
+        write(frame, args.output, args.overwrite)
+    return {"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
+            "popularity_fallback_users": int(frame.loc[frame["source"] == "popularity", "user"].nunique())}
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    try:
-        check_output(args.output, args.overwrite)  # before any work
-        with exclusive(args.output):
-            frame = recommend(args)
-            write(frame, args.output, args.overwrite)
-    except UserError as exc:
-        return print_error(exc)
-    except KeyboardInterrupt:
-        return interrupted()
-    print(json.dumps({"output": str(args.output), "users": int(frame["user"].nunique()), "rows": len(frame),
-                      "popularity_fallback_users": int(frame.loc[frame["source"] == "popularity", "user"].nunique())}))
-    return 0
+    return entry_point(lambda: recommend_to_file(args))
 
 
 if __name__ == "__main__":

@@ -1,185 +1,128 @@
-"""What a run tells people, for every family: timestamped lines, a JSON line per epoch, TensorBoard
-scalars, a plot, and the summary that ends as the last stdout line.
+"""What a training run shows and writes, for every family: a sink of the loop's records. Timestamped lines on
+stderr (rank 0), one JSON line per epoch in --log_path, TensorBoard scalars, the PNG plot beside the log and
+the summary dict. It chooses nothing: the loop (`train.py`, `selection.py`) does, and hands it the choice.
 
-Key names are the same for every family: an epoch record holds `valid_<m>`, the summary `best_<m>` (test
-figures of the model chosen on validation, never on test), `best_valid_<m>`, `toppop_<m>`, `selected_on`,
-`validation` (where the validation set came from), `best_epoch`; `<m>` is hr, ndcg, recall or recall@R.
+The summary's keys are the same for every family: `best_<metric>` for the chosen model's test figures
+(`best_hr`, `best_ndcg`, `best_recall@R`), `best_valid_<metric>` for its validation figures, `full_<metric>`
+for the other protocol where a family has one, `toppop_...` for the popularity baseline.
 """
 from __future__ import annotations
 
 import json
-import sys
-import time
 
 from contract.atomic import check_writable_folder
+from contract.console import say
 from contract.errors import UserError
 
+from .labels import figures, label
+from .plots import plot_history
 from .runtime import Runtime
+from .selection import START_EPOCH
 
 FEW_SERIES = 100  # test series (or held-out users) below which the summary warns that the figures are noise
-START_EPOCH = -1  # best_epoch when no epoch beat the weights training started from (pretrained parts, --init_from)
-
-
-def label(metric: str, k: int) -> str:
-    """hr -> HR@10, recall@20 -> Recall@20, full_hr -> full-ranking HR@10."""
-    if metric.startswith("full_"):
-        return "full-ranking " + label(metric[5:], k)
-    name, _, at = metric.partition("@")
-    return f"{ {'hr': 'HR', 'ndcg': 'NDCG', 'recall': 'Recall'}.get(name, name)}@{at or k}"
-
-
-def figures(metrics: dict, k: int, prefix: str = "") -> str:
-    return "  ".join(f"{prefix}{label(m, k)} {v:.4f}" for m, v in metrics.items()
-                     if isinstance(v, float) and "eval_" not in m)
 
 
 class Report:
-    def __init__(self, args, runtime: Runtime):
-        self.args, self.runtime = args, runtime
-        self.task = None  # the run's task, set once it is built (it reports through say())
+    def __init__(self, settings, runtime: Runtime, task):
+        """`task`: the run's task class (its unit, metrics and loss parts name what is shown)."""
+        self.settings, self.runtime, self.task = settings, runtime, task
         self.history: list[dict] = []
-        self.best: dict = {"best_epoch": None, "time_to_best": None, "selected_on": None}
-        self.elapsed = 0.0
         self.baselines: dict = {}
-        self.select_on: str | None = None
         self.validation = "the data's validation mapping"  # or how it was carved from train (data/carve.py)
         self.writer = None
 
     def say(self, message: str) -> None:
-        if self.runtime.is_main:  # timestamped: readable in CI logs and nohup runs too
-            print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
-
-    @property
-    def prefix(self) -> str:
-        """What the selection split's figures are called in an epoch record."""
-        return "valid_" if self.select_on == "validation" else ""
-
-    @property
-    def key(self) -> str:
-        return self.prefix + self.task.selection_metric
-
-    # ---- checkpointed state ------------------------------------------------------------
-    def state(self) -> dict:
-        return {"history": self.history, "best": self.best, "elapsed": self.elapsed}
-
-    def restore(self, state: dict) -> None:
-        self.history, self.best, self.elapsed = state["history"], state["best"], state["elapsed"]
-        if "chosen_on" in self.best:  # a Mult-VAE checkpoint written before the families shared this report:
-            self.best["selected_on"] = self.best.pop("chosen_on")  # chosen_on, valid_ndcg@100 / test_ndcg@100
-            for key in [k for k in self.best if "_ndcg@" in k]:
-                self.best["best_" + key.split("@")[0].removeprefix("test_")] = self.best.pop(key)
+        if self.runtime.is_main:
+            say(message)
 
     # ---- events ------------------------------------------------------------------------
     def baseline(self, split: str, metrics: dict) -> None:
         where = "valid_" if split == "validation" else ""
         self.baselines.update({f"toppop_{where}{m}": v for m, v in metrics.items()})
-        self.say(f"TopPop baseline on {split}: {figures(metrics, self.args.topk)}")
+        self.say(f"TopPop baseline on {split}: {figures(metrics, self.settings.topk)}")
 
-    def start(self, trainer) -> None:
-        params = sum(p.numel() for p in trainer.model.parameters())
-        self.say(f"training {self.task.describe(trainer.model)} ({params / 1e6:.1f}M parameters) on "
-                 f"{self.runtime.describe()}, {self.args.batch_size:,} {self.task.unit} per step, "
-                 f"from epoch {trainer.start_epoch}")
-        if self.select_on:
-            self.say(f"the best epoch is the one with the best {self.select_on} "
-                     f"{label(self.task.selection_metric, self.args.topk)}")
-        if self.args.tensorboard and self.runtime.is_main:
-            from torch.utils.tensorboard import SummaryWriter
+    def start(self, described: str, parameters: int, start_epoch: int, select_on: str | None) -> None:
+        s = self.settings
+        self.say(f"training {described} ({parameters / 1e6:.1f}M parameters) on {self.runtime.describe()}, "
+                 f"{s.batch_size:,} {self.task.unit} per step, from epoch {start_epoch}")
+        if select_on:
+            self.say(f"the best epoch is the one with the best {select_on} {label(self.task.selection_metric, s.topk)}")
+        if s.tensorboard and self.runtime.is_main:
+            from torch.utils.tensorboard import SummaryWriter  # TensorBoard only where it is asked for
 
-            check_writable_folder(self.args.tensorboard, "--tensorboard")
-            self.writer = SummaryWriter(str(self.args.tensorboard))
+            check_writable_folder(s.tensorboard, "--tensorboard")
+            self.writer = SummaryWriter(str(s.tensorboard))
 
-    def _best_of(self, record: dict, selected_on) -> dict:
-        """The summary's best-so-far entry for an epoch record (or the starting weights' figures)."""
-        return {"best_epoch": record["epoch"], "time_to_best": self.elapsed, "selected_on": selected_on,
-                **{f"best_{m}": v for m, v in record.items()
-                   if m.startswith(self.prefix) and is_metric(m.removeprefix(self.prefix))}}
+    def _shown(self, record: dict, prefix: str) -> dict:
+        return {m: record[prefix + m] for m in self.task.shown_metrics if prefix + m in record}
 
-    def add_start(self, found: dict) -> None:
-        """The validation figures of the weights training starts from: the best so far, as epoch START_EPOCH."""
-        self.elapsed += found.get("eval_seconds", 0.0)
-        self.best = self._best_of({"epoch": START_EPOCH, **found}, self.select_on)
-        shown = {m: found[self.prefix + m] for m in self.task.shown_metrics if self.prefix + m in found}
-        self.say(f"starting weights: {figures(shown, self.args.topk, 'valid ')} (a candidate for the chosen model: "
-                 "an epoch is chosen only if it beats them)")
+    def starting_weights(self, found: dict, prefix: str) -> None:
+        self.say(f"starting weights: {figures(self._shown(found, prefix), self.settings.topk, 'valid ')} (a candidate "
+                 "for the chosen model: an epoch is chosen only if it beats them)")
 
-    def add(self, record: dict) -> bool:
-        """Record an epoch; True when it is the best so far (or when nothing is evaluated)."""
-        self.elapsed += record["train_seconds"] + record.get("eval_seconds", 0.0)
-        record = {**record, "elapsed_seconds": self.elapsed}
+    def epoch(self, record: dict, chosen: bool, prefix: str) -> None:
+        """Show and log an epoch's record; `chosen`: the loop chose it as the best so far on its figures."""
         self.history.append(record)
-        key, best = self.key, self.best.get("best_" + self.key)
-        improved = key not in record or best is None or record[key] > best
-        if improved:
-            self.best = self._best_of(record, self.select_on if key in record else None)
-        parts = "".join(f", {name} {record[name]:.3f}" for name in ("nll", "kl", "beta") if name in record)
-        shown = {m: record[self.prefix + m] for m in self.task.shown_metrics if self.prefix + m in record}
-        where = "valid " if self.select_on else ""
+        parts = "".join(f", {name} {record[name]:.3f}" for name in self.task.loss_parts + self.task.schedule_parts
+                        if name in record)
         self.say(f"epoch {record['epoch']:>3}  loss {record['loss']:.4f}{' (' + parts[2:] + ')' if parts else ''}"
-                 f"  {figures(shown, self.args.topk, where)}  train {_rate(record['train_throughput'])} "
-                 f"{self.task.unit}/s  {record['train_seconds']:.1f}s" + ("  *" if improved and key in record else ""))
+                 f"  {figures(self._shown(record, prefix), self.settings.topk, 'valid ' if prefix else '')}  "
+                 f"train {_rate(record['train_throughput'])} {self.task.unit}/s  {record['train_seconds']:.1f}s"
+                 + ("  *" if chosen else ""))
         if self.runtime.is_main:
             self._log(record)
-        return improved
 
     def _log(self, record: dict) -> None:
-        if self.args.log_path:
+        log_path = self.settings.log_path
+        if log_path:
             try:
-                self.args.log_path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.args.log_path, "a") as log:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(log_path, "a") as log:
                     log.write(json.dumps(record) + "\n")
             except OSError as exc:
-                raise UserError(f"cannot write --log_path {self.args.log_path}: {exc.strerror}")
+                raise UserError(f"cannot write --log_path {log_path}: {exc.strerror}")
         if self.writer:
             for name, value in record.items():
                 if name != "epoch" and isinstance(value, (int, float)):
                     self.writer.add_scalar(name, value, record["epoch"])
             self.writer.flush()
 
-    def final(self, metrics: dict) -> None:
-        """Test figures of the chosen model: `best_<m>`, and the other protocols' `full_<m>` as they are."""
-        self.best.update({(m if m.startswith("full_") else f"best_{m}"): v for m, v in metrics.items()
-                          if "eval_" not in m})
-        when = self.best.get("time_to_best")
+    def final(self, metrics: dict, best: dict) -> None:
+        """Show the chosen model's test figures (`best` is the loop's choice)."""
+        when = best.get("time_to_best")
         after = f", chosen on validation, reached after {when:.0f}s of training and evaluation" if when else ""
-        which = "the starting weights" if self.best["best_epoch"] == START_EPOCH else \
-            f"epoch {self.best['best_epoch']}'s model"
-        self.say(f"test figures of {which}{after}: {figures(metrics, self.args.topk)}")
+        which = "the starting weights" if best["best_epoch"] == START_EPOCH else f"epoch {best['best_epoch']}'s model"
+        self.say(f"test figures of {which}{after}: {figures(metrics, self.settings.topk)}")
 
     def warn_if_few(self, count: int) -> None:
         """Figures over fewer than FEW_SERIES series (or users) move by several points between seeds."""
-        self.best["test_series"] = count
         if count < FEW_SERIES:
             what = "held-out users" if self.task.needs_history else "series"
             self.say(f"note: the test figures average over only {count:,} {what} (under {FEW_SERIES}): too few to "
                      f"tell models apart; a hit rate of 0.5 is ±{0.5 / count ** 0.5:.2f}")
 
-    def summary(self) -> dict:
-        runs = self.history
+    def summary(self, best: dict, chosen: dict, prefix: str, select_on: str | None) -> dict:
+        runs, s = self.history, self.settings
         out = {
-            **self.best,
-            "model": self.args.model,
+            **best,
+            "model": s.model,
             "epochs": len(runs),
             "final_loss": runs[-1]["loss"] if runs else None,
             "train_throughput": _mean(r["train_throughput"] for r in runs),
             "eval_throughput": _mean(r["eval_throughput"] for r in runs if "eval_throughput" in r),
             **self.baselines,
-            "validation": self.validation if self.select_on else None,
-            "k": self.args.topk,
+            "validation": self.validation if select_on else None,
+            "k": s.topk,
+            **chosen,
         }
-        if self.runtime.is_main and self.args.checkpoint_dir:
-            out["checkpoint_dir"] = str(self.args.checkpoint_dir)
-        if self.runtime.is_main and self.args.log_path and runs:
-            from .plots import plot_history
-
-            out["plot"] = str(plot_history(runs, self.args.log_path.with_suffix(".png"), self, out))
+        if self.runtime.is_main and s.checkpoint_dir:
+            out["checkpoint_dir"] = str(s.checkpoint_dir)
+        if self.runtime.is_main and s.log_path and runs:
+            out["plot"] = str(plot_history(runs, s.log_path.with_suffix(".png"), out, self.task.shown_metrics,
+                                           self.task.loss_parts, s.topk, prefix, select_on))
         if self.writer:
             self.writer.close()
         return out
-
-
-def is_metric(name: str) -> bool:
-    return name.split("@")[0] in ("hr", "ndcg", "recall")
 
 
 def _rate(value: float) -> str:

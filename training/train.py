@@ -1,16 +1,15 @@
 """python -m training: the one training loop, for every model family (see `tasks/`).
 
 `Trainer.fit` reads top to bottom: the popularity baseline, then per epoch train, evaluate the validation
-split that picks the best epoch (carved from train where the data has none: never test), report,
+split that picks the best epoch (carved from train where the data has none: never test), choose, report,
 checkpoint; at the end the chosen model's test figures. The family (its task) brings its flags, model,
 stream, loss and evaluation; the loop brings resume, DDP, precision, gradient accumulation, checkpoints,
-selection and the re-run rules, once.
+the choice of the model (`selection.py`) and the re-run rules, once. The run's settings are resolved
+before it starts (`args.for_family`, then -b sized to the data here) and printed on its first lines.
 """
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,19 +18,20 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from contract.errors import UserError, interrupted, print_error
+from contract.console import entry_point
+from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 from contract.lock import exclusive
 
-from . import checkpoint, optim
+from . import checkpoint, optim, saved
 from .args import for_family, parse_args
 from .data.carve import needs_carving
-from .growth import grow_model
-from .models import build_model
-from .report import START_EPOCH, Report
+from .evaluate import evaluate_checkpoint
+from .report import Report
 from .runtime import Runtime, shutdown, start_runtime
 from .seeds import epoch_seed
-from .tasks import check_layout, model_for, task_for
+from .selection import START_EPOCH, Selection, with_test_figures
+from .tasks import build_model, model_for
 from .tasks.base import Task
 
 
@@ -99,51 +99,57 @@ def lock_outputs(args, runtime: Runtime) -> contextlib.ExitStack:
 
 
 class Trainer:
-    """Owns the model, optimizer, data and report of one training run of any family."""
+    """Owns the model, optimizer, data, choice and report of one training run of any family."""
 
-    def __init__(self, args, runtime: Runtime, task_class: type[Task], spec: FeatureSpec):
-        self.args, self.runtime, self.spec = args, runtime, spec
-        refuse_to_replace_an_earlier_run(args, runtime)
-        self.report = Report(args, runtime)
-        if args.checkpoint_dir and runtime.is_main:
-            self.report.say(f"run folder: {args.checkpoint_dir}" + (f", log {args.log_path}" if args.log_path else ""))
+    def __init__(self, settings, runtime: Runtime, task_class: type[Task], spec: FeatureSpec):
+        self.runtime, self.spec = runtime, spec
+        refuse_to_replace_an_earlier_run(settings, runtime)
+        self.say = Report(settings, runtime, task_class).say
+        if settings.checkpoint_dir and runtime.is_main:
+            self.say(f"run folder: {settings.checkpoint_dir}" + (f", log {settings.log_path}" if settings.log_path else ""))
         self.carved, self.stream = None, None
-        if not args.no_eval and needs_carving(spec):  # never choose on test
-            self.carved = task_class.carve_validation(spec, args.seed)
+        if not settings.no_eval and needs_carving(spec):  # never choose on test
+            self.carved = task_class.carve_validation(spec, settings.seed)
             spec = self.spec = self.carved.spec
-            self.report.say(f"note: the FeatureSpec has no validation mapping: {self.carved.what}")
-            self.report.validation = self.carved.what
+            self.say(f"note: the FeatureSpec has no validation mapping: {self.carved.what}")
         try:
-            self._build(task_class, spec)
+            self._build(settings, task_class, spec)
         except BaseException:
             self.close()
             raise
 
-    def _build(self, task_class: type[Task], spec: FeatureSpec) -> None:
-        args, runtime = self.args, self.runtime
-        self.task = self.report.task = task = task_class(args, spec, runtime, self.report.say)
-        self.splits = [] if args.no_eval else [s for s in ("validation", "test") if s in spec.source_spec]
-        self.report.select_on = "validation" if "validation" in self.splits else None
-        if not self.splits and not args.no_eval:
-            self.report.say("note: the FeatureSpec has no validation or test mapping; training without evaluation")
+    def _build(self, settings, task_class: type[Task], spec: FeatureSpec) -> None:
+        runtime = self.runtime
         # --init_from continues someone's model: its architecture wins over the flags.
-        self.init_payload = checkpoint.load(args.init_from) if args.init_from else None
-        if self.init_payload:
-            variant = self.init_payload["meta"]["architecture"]["variant"]
-            if task_for(variant) is not task_class:
-                check_layout(task_for(variant), variant, spec, f"--init_from {args.init_from} ({variant})")
-        self.arch = self.init_payload["meta"]["architecture"] if self.init_payload else task.architecture()
-        per_rank = task.batch_per_rank()
-        torch.manual_seed(args.seed)
-        self.model = build_model(self.arch, spec.table_sizes, args.dropout).to(runtime.device)
-        self.optimizer = optim.build(args.optimizer, self.model.parameters(), args.learning_rate, args.beta1, args.beta2,
-                                    args.eps)
+        self.init = saved.load(settings.init_from, spec, tables="extends", what=f"--init_from {settings.init_from}") \
+            if settings.init_from else None
+        batch = task_class.batch(settings, spec, runtime.world)
+        for note in batch.notes:
+            self.say(note)
+        self.settings = settings = settings.replace(batch_size=batch.total)
+        self.report = Report(settings, runtime, task_class)
+        if self.carved is not None:
+            self.report.validation = self.carved.what
+        shown = dict.fromkeys(("model", "epochs", "batch_size", "learning_rate", *task_class.defaults, "optimizer", "seed",
+                               "amp"))
+        self.say("settings: " + settings.describe(tuple(shown)))
+        self.task = task = task_class(settings, spec, runtime, self.say)
+        self.splits = [] if settings.no_eval else [s for s in ("validation", "test") if s in spec.source_spec]
+        self.selection = Selection("validation" if "validation" in self.splits else None, task.selection_metric)
+        if not self.splits and not settings.no_eval:
+            self.say("note: the FeatureSpec has no validation or test mapping; training without evaluation")
+        self.arch = self.init.architecture if self.init else task.architecture()
+        torch.manual_seed(settings.seed)
+        self.model = build_model(self.arch, spec.table_sizes, settings.dropout).to(runtime.device)
+        self.optimizer = optim.build(settings.optimizer, self.model.parameters(), settings.learning_rate,
+                                     settings.beta1, settings.beta2, settings.eps)
         self.scaler = runtime.grad_scaler()
-        self.start_epoch, self.step, self.best_state = 0, 0, None
+        self.start_epoch, self.step, self.best_state, self.elapsed = 0, 0, None, 0.0
+        self.chosen: dict = {}  # settings the task chose while initialising (e.g. --alpha on validation)
         self.given_weights = False  # started from weights someone handed over (--init_from, pretrained parts)
         self._restore()
         self.ddp = DistributedDataParallel(self.model) if runtime.world > 1 else None
-        self.stream = task.stream(per_rank)
+        self.stream = task.stream(batch.per_rank)
 
     def close(self) -> None:
         """Remove what this run wrote only for itself (the stream's scratch parts, a carved validation set) and
@@ -155,58 +161,61 @@ class Trainer:
             self.carved.close()
 
     def _restore(self) -> None:
-        args = self.args
-        if args.resume:
-            path = args.checkpoint_dir / checkpoint.LAST
-            payload = checkpoint.load(path)
+        settings = self.settings
+        if settings.resume:
+            path = settings.checkpoint_dir / checkpoint.LAST
+            payload = checkpoint.read(path)
             checkpoint.check_fits(payload, path, self.spec.table_sizes, self.arch)
             earlier = payload["meta"].get("args", {}).get("optimizer", "adam")
-            if earlier != args.optimizer:
+            if earlier != settings.optimizer:
                 raise UserError(f"{path} was trained with --optimizer {earlier}: --resume it with the same, or start "
-                                f"from its weights with --init_from and --optimizer {args.optimizer}")
+                                f"from its weights with --init_from and --optimizer {settings.optimizer}")
             self.model.load_state_dict(payload["model"])
             try:
                 self.optimizer.load_state_dict(payload["optimizer"])
-            except ValueError as exc:  # e.g. written before NeuMF kept one embedding table per side
+            except ValueError as exc:  # e.g. written before one embedding table per side
                 raise UserError(f"{path}: its optimizer state does not fit this model's parameters ({exc}); "
                                 "start from its weights with --init_from instead of --resume")
             self.scaler.load_state_dict(payload["scaler"])
             self.start_epoch, self.step = payload["meta"]["epoch"] + 1, payload["meta"].get("step", 0)
-            self.report.restore(payload["meta"]["report"])
-            best = args.checkpoint_dir / checkpoint.BEST
-            self.best_state = checkpoint.load(best)["model"] if best.exists() else None
-        elif self.init_payload:
+            state = payload["meta"]["report"]
+            self.report.history, self.elapsed = state["history"], state["elapsed"]
+            self.selection.restore(state["best"])
+            best = settings.checkpoint_dir / checkpoint.BEST
+            self.best_state = checkpoint.read(best)["model"] if best.exists() else None
+        elif self.init:
             self.given_weights = True
-            checkpoint.check_extends(self.init_payload, args.init_from, self.spec)
-            if self.init_payload["meta"]["cardinalities"] == self.spec.table_sizes:
-                self.model.load_state_dict(self.init_payload["model"])
-            else:  # data of a grown workflow: old rows copied, new rows as a fresh model's
-                added = grow_model(self.model, self.init_payload["model"], args.init_from)
-                self.report.say(f"grew {args.init_from} onto this data's grown workflow: "
-                                + ", ".join(f"{n:,} {role[:-1]} rows added" for role, n in added.items())
-                                + " (initialised as a fresh model's); every old row copied unchanged")
+            model, added = self.init.build(self.spec.table_sizes, settings.dropout)
+            self.model.load_state_dict(model.state_dict())
+            if added:  # data of a grown workflow: old rows copied, new rows as a fresh model's
+                self.say(f"grew {settings.init_from} onto this data's grown workflow: "
+                         + ", ".join(f"{n:,} {role[:-1]} rows added" for role, n in added.items())
+                         + " (initialised as a fresh model's); every old row copied unchanged")
         else:
-            self.given_weights = self.task.initialise(self.model)
+            chosen = self.task.initialise(self.model)
+            self.given_weights = chosen is not None
+            if chosen:
+                self.chosen = chosen
+                self.settings = self.settings.replace(**chosen)
 
     def meta(self, epoch: int) -> dict:
         return {"epoch": epoch, "step": self.step, "cardinalities": self.spec.table_sizes,
-                "workflow_id": self.spec.workflow_id, "architecture": self.arch,
-                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items()},
-                "report": self.report.state()}
+                "workflow_id": self.spec.workflow_id, "architecture": self.arch, "args": self.settings.as_dict(),
+                "report": {"history": self.report.history, "best": self.selection.best, "elapsed": self.elapsed}}
 
     def train_epoch(self, epoch: int) -> dict:
-        args, runtime, task = self.args, self.runtime, self.task
-        torch.manual_seed(epoch_seed(args.seed, epoch, runtime.rank))  # dropout, latent samples
+        settings, runtime, task = self.settings, self.runtime, self.task
+        torch.manual_seed(epoch_seed(settings.seed, epoch, runtime.rank))  # dropout, latent samples
         self.model.train()
         net, no_sync = self.ddp or self.model, self.ddp.no_sync if self.ddp else None
         loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
         part_sums: dict = {}
         steps, units, begin = 0, 0, time.perf_counter()
-        bar = tqdm(self.stream.epoch(epoch, args.steps_per_epoch), desc=f"epoch {epoch}", unit="step", leave=False,
+        bar = tqdm(self.stream.epoch(epoch, settings.steps_per_epoch), desc=f"epoch {epoch}", unit="step", leave=False,
                    file=sys.stderr, disable=not (runtime.is_main and sys.stderr.isatty()))
         for batch in bar:
-            loss, parts = accumulate_gradients(task, net, self.model, batch, args.grads_accumulated, self.step, runtime,
-                                               self.scaler, no_sync)
+            loss, parts = accumulate_gradients(task, net, self.model, batch, settings.grads_accumulated, self.step,
+                                               runtime, self.scaler, no_sync)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -228,25 +237,32 @@ class Trainer:
     def save(self, epoch: int, improved: bool) -> None:
         state = {"model": self.model.state_dict(), "meta": self.meta(epoch)}
         if improved:
-            checkpoint.save(self.args.checkpoint_dir / checkpoint.BEST, state)
-        checkpoint.save(self.args.checkpoint_dir / checkpoint.LAST, {
+            checkpoint.save(self.settings.checkpoint_dir / checkpoint.BEST, state)
+        checkpoint.save(self.settings.checkpoint_dir / checkpoint.LAST, {
             **state, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()})
 
     def validation_figures(self) -> dict:
         """The model's figures on the split that chooses the model, named as an epoch record names them."""
-        found = self.task.evaluate(self.model, self.report.select_on)
-        return {(k if k.startswith("eval_") else self.report.prefix + k): v for k, v in found.items()}
+        found = self.task.evaluate(self.model, self.selection.split)
+        return {(k if k.startswith("eval_") else self.selection.prefix + k): v for k, v in found.items()}
+
+    def keep_best(self) -> None:
+        """The chosen model's weights, tested at the end."""
+        if "test" in self.splits:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def evaluate_start(self) -> None:
         """Weights given to start from (pretrained parts, --init_from) are a candidate too: training can only
         return a model at least as good on validation as the one it was handed (fine-tuning a pretrained NeuMF
         lowered validation on ml-100k: bench/NOTES.md)."""
-        self.report.elapsed += self.task.initialise_seconds
-        self.report.add_start(self.validation_figures())
-        if "test" in self.splits:
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        if self.runtime.is_main and self.args.checkpoint_dir:
-            checkpoint.save(self.args.checkpoint_dir / checkpoint.BEST,
+        self.elapsed += self.task.initialise_seconds
+        found = self.validation_figures()
+        self.elapsed += found.get("eval_seconds", 0.0)
+        self.selection.start(found, self.elapsed)
+        self.report.starting_weights(found, self.selection.prefix)
+        self.keep_best()
+        if self.runtime.is_main and self.settings.checkpoint_dir:
+            checkpoint.save(self.settings.checkpoint_dir / checkpoint.BEST,
                             {"model": self.model.state_dict(), "meta": self.meta(START_EPOCH)})
 
     def fit(self) -> dict:
@@ -256,46 +272,53 @@ class Trainer:
             self.close()
 
     def _fit(self) -> dict:
-        args, runtime, report, task = self.args, self.runtime, self.report, self.task
+        settings, runtime, report, task, selection = self.settings, self.runtime, self.report, self.task, self.selection
         for split in self.splits:
             report.baseline(split, task.baseline(split))
-        report.start(self)
+        report.start(task.describe(self.model), sum(p.numel() for p in self.model.parameters()), self.start_epoch,
+                     selection.split)
         first = self.start_epoch
-        if report.select_on and first == 0 and self.given_weights:
+        if selection.split and first == 0 and self.given_weights:
             self.evaluate_start()
-            if report.best.get("best_" + report.key, 0.0) >= args.threshold:
-                report.say(f"{report.key} of the starting weights reached --threshold {args.threshold}: no training")
-                first = args.epochs
-        for epoch in range(first, args.epochs):
+            if (selection.best_figure or 0.0) >= settings.threshold:
+                report.say(f"{selection.key} of the starting weights reached --threshold {settings.threshold}: "
+                           "no training")
+                first = settings.epochs
+        for epoch in range(first, settings.epochs):
             record = {"epoch": epoch, **self.train_epoch(epoch)}
-            if report.select_on:
+            if selection.split:
                 record.update(self.validation_figures())
-            improved = report.add(record)
-            if improved and "test" in self.splits:  # the chosen model is tested at the end
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if runtime.is_main and args.checkpoint_dir:
+            self.elapsed += record["train_seconds"] + record.get("eval_seconds", 0.0)
+            record["elapsed_seconds"] = self.elapsed
+            improved = selection.consider(record)
+            report.epoch(record, improved and selection.key in record, selection.prefix)
+            if improved:
+                self.keep_best()
+            if runtime.is_main and settings.checkpoint_dir:
                 self.save(epoch, improved)
-            if record.get(report.key, 0.0) >= args.threshold:
-                report.say(f"{report.key} {record[report.key]:.4f} reached --threshold {args.threshold}: stopping")
+            if selection.reached(record, settings.threshold):
+                report.say(f"{selection.key} {record[selection.key]:.4f} reached --threshold {settings.threshold}: "
+                           "stopping")
                 break
         runtime.barrier()
+        best = dict(selection.best)
         if "test" in self.splits and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-            report.final({**task.evaluate(self.model, "test"), **task.extra_test(self.model)})
-            report.warn_if_few(task.evaluated("test"))
-        return report.summary()
+            metrics = {**task.evaluate(self.model, "test"), **task.extra_test(self.model)}
+            best = with_test_figures(best, metrics)
+            report.final(metrics, best)
+            count = task.evaluated("test")
+            best["test_series"] = count
+            report.warn_if_few(count)
+        return {**report.summary(best, self.chosen, selection.prefix, selection.split), "seconds": self.elapsed}
 
 
 def train(args, runtime: Runtime) -> dict:
-    """One training run of the family that fits the data (or --model)."""
+    """One training run of the family that fits the data (or --model), driven by its task."""
     spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("train",))
-    task_class = for_family(args, model_for(spec, args.model))
-    with lock_outputs(args, runtime):
-        if getattr(args, "pretrain", False):
-            from .pretrain import pretrain
-
-            return pretrain(args, runtime, task_class, spec)
-        return Trainer(args, runtime, task_class, spec).fit()
+    task_class, settings = for_family(args, model_for(spec, args.model))
+    with lock_outputs(settings, runtime):
+        return task_class.drive(settings, lambda run: Trainer(run, runtime, task_class, spec).fit())
 
 
 def run(argv=None) -> dict:
@@ -304,8 +327,6 @@ def run(argv=None) -> dict:
     runtime = start_runtime(args.amp)
     try:
         if args.mode == "test":
-            from .evaluate import evaluate_checkpoint
-
             return evaluate_checkpoint(args, runtime)
         return train(args, runtime)
     finally:
@@ -313,15 +334,7 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    try:
-        summary = run(argv)
-    except UserError as exc:
-        return print_error(exc)
-    except KeyboardInterrupt:
-        return interrupted()
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary), flush=True)
-    return 0
+    return entry_point(lambda: run(argv))
 
 
 if __name__ == "__main__":

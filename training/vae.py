@@ -8,11 +8,14 @@ from __future__ import annotations
 import sys
 
 from . import train
+from .tasks import default_for_layout
 
 
 def _with_model(argv) -> list[str]:
+    """The flags with --model the lists layout's family (VAE-CF's) unless one is given."""
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    return argv if "--model" in argv or any(a.startswith("--model=") for a in argv) else ["--model", "multvae", *argv]
+    given = "--model" in argv or any(a.startswith("--model=") for a in argv)
+    return argv if given else ["--model", default_for_layout()["lists"], *argv]
 
 
 def run(argv=None) -> dict:

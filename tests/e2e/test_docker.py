@@ -101,11 +101,36 @@ def test_every_installed_package_is_copied_before_the_install(stages, target):
     assert not missing, f"{target}: `pip install -e .` runs before {missing} is copied"
 
 
+# The requirement files each image installs: the CPU image the tested stack (dev.txt, which pulls in
+# cpu.txt); the GPU image none, its stack is the Merlin container's own, installed --no-deps.
+INSTALLED_REQUIREMENTS = {"cpu": ["requirements/dev.txt"], "gpu": []}
+
+
+def included(requirements: Path) -> list[Path]:
+    """The files a requirements file pulls in with -r/-c lines, recursively, itself first."""
+    found = [requirements]
+    for line in requirements.read_text().splitlines():
+        match = re.match(r"\s*(?:-[rc]|--requirement|--constraint)[ =](\S+)", line)
+        if match:
+            include = requirements.parent / match.group(1)
+            assert include.is_file(), f"{requirements.relative_to(ROOT)}: {match.group(0).strip()} does not exist"
+            found += included(include)
+    return found
+
+
 @pytest.mark.parametrize("target", ["cpu", "gpu"])
-def test_requirement_files_installed_exist(stages, target):
-    for kw, args in stages[target]["steps"]:
-        for name in re.findall(r"-[rc] (requirements/\S+)", args) if kw == "RUN" else []:
-            assert (ROOT / name).is_file(), f"{target}: {name} does not exist"
+def test_the_requirement_files_an_image_installs_exist_and_are_copied_before_the_install(stages, target):
+    steps = stages[target]["steps"]
+    installs = [(i, name) for i, (kw, args) in enumerate(steps) if kw == "RUN"
+                for name in re.findall(r"-[rc] (requirements/\S+)", args)]
+    runs = [args for kw, args in steps if kw == "RUN"]
+    assert [name for _, name in installs] == INSTALLED_REQUIREMENTS[target], f"{target} runs {runs}"
+    for i, name in installs:
+        copied = {PurePosixPath(s) for kw, args in steps[:i] if kw == "COPY"
+                  for s in [w for w in shlex.split(args) if not w.startswith("--")][:-1]}
+        for path in included(ROOT / name):
+            relative = PurePosixPath(path.relative_to(ROOT).as_posix())
+            assert copied & {relative, *relative.parents}, f"{target}: {relative} is not copied before `RUN ... {name}`"
 
 
 def make_targets() -> set[str]:

@@ -9,9 +9,8 @@ import torch
 from contract.feature_spec import FeatureSpec
 from training.args import for_family, parse_args
 from training.checkpoint import load
-from training.models import build_model
 from training.runtime import shutdown, start_runtime
-from training.tasks import model_for, task_for
+from training.tasks import build_model, model_for, task_for
 from training.train import Trainer
 
 from ..helpers import run_module, train, train_fails, vocabulary
@@ -27,7 +26,8 @@ def _grown_model(data, init_from, tmp_path):
     args = parse_args(["--data", str(data), "--init_from", str(init_from), "--checkpoint_dir", str(tmp_path / "x")])
     spec = FeatureSpec.from_yaml(data)
     runtime = start_runtime()
-    trainer = Trainer(args, runtime, for_family(args, model_for(spec, None)), spec)
+    task, settings = for_family(args, model_for(spec, None))
+    trainer = Trainer(settings, runtime, task, spec)
     try:
         return trainer.model.eval()
     finally:

@@ -49,11 +49,16 @@ def test_a_start_removes_what_a_killed_server_recorded(tmp_path, held):
     assert not stale.exists() and live.path.exists(), "only a dead server's scratch folder goes"
 
 
-def test_a_reused_pid_is_not_ended(tmp_path, held):
-    """A recorded pid whose start time differs is another process now: left running."""
+def test_a_reused_pid_is_left_running_and_the_recorded_segment_and_folder_are_removed(tmp_path, held):
+    """A recorded pid whose start time differs is another process now: left running. The segment and the
+    folder recorded beside it are the dead server's, and go all the same."""
     proc, segment, folder = held
+    assert segment.exists() and folder.is_dir()
     Leftovers.load(record(tmp_path / "s", proc, segment, folder, start_offset=-1).path.parent).remove(grace_s=0.2)
-    assert proc.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):  # not signalled: still running a while later
+        proc.wait(timeout=0.5)
+    assert not segment.exists(), f"{segment} left in /dev/shm"
+    assert not folder.exists(), f"{folder} left"
 
 
 def test_a_record_cut_short_by_a_kill_removes_nothing(tmp_path):

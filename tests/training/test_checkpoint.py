@@ -28,7 +28,7 @@ def test_a_dle_state_dict_loads_where_the_shapes_fit(tmp_path):
     tested = train("--mode", "test", "--data", folder, "-k", "2", "--load_checkpoint_path", tmp_path / "dle.pth")
     assert tested["best_hr"] == ours["best_hr"]
     torch.save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
-    assert "not of a NeuMF model" in train_fails("--mode", "test", "--data", folder, "-k", "2",
+    assert "not of a model of any family" in train_fails("--mode", "test", "--data", folder, "-k", "2",
                                                  "--load_checkpoint_path", tmp_path / "other.pth")
 
 

@@ -16,8 +16,8 @@ import yaml
 from contract.atomic import current_umask
 from training import checkpoint
 from training.compare import main
-from training.models import build_model
 from training.sparse import multi_hot
+from training.tasks import build_model
 
 from ..helpers import run_module
 
@@ -59,7 +59,7 @@ def brute_force(score_row, users, data: Path, n_items: int, k: int) -> dict:
 
 
 def model_of(path: Path, n_users: int, n_items: int):
-    payload = checkpoint.load(path)
+    payload = checkpoint.read(path)
     model = build_model(payload["meta"]["architecture"], {"users": n_users, "items": n_items})
     model.load_state_dict(payload["model"])
     return model.eval()

@@ -4,8 +4,7 @@ import torch
 
 from contract.errors import UserError
 from training.growth import grow_model
-from training.models import build_model
-from training.tasks import task_for
+from training.tasks import build_model, task_for
 
 NEUMF = {"variant": "neumf", "factors": 4, "layers": [8, 4]}
 MULTVAE = {"variant": "multvae", "dims": [16, 4], "activation": "tanh"}

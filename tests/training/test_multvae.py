@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from contract.errors import UserError
-from training.models import build_model
 from training.models.multvae import MultVAE, anneal, elbo_loss, kl_divergence, multinomial_nll
 from training.models.neumf import NeuMF
 from training.sparse import multi_hot
+from training.tasks import build_model
 
 
 def batch(rows=6, items=20, seed=0):

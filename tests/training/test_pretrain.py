@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from training.models import build_model
 from training.models.neumf import from_pretrained
+from training.tasks import build_model
 
 from ..helpers import run_module, train, train_fails
 

@@ -9,10 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.models import build_model
 from training.ranking import RankingSet, evaluate_at, evaluate_ranking, exclude, metric_sums, popularity_scores
 from training.runtime import Runtime
 from training.sparse import Lists, multi_hot
+from training.tasks import build_model
 from training.tasks.multvae import MultVAETask
 from training.tasks.neumf import NeuMFTask
 

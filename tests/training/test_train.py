@@ -190,14 +190,28 @@ def test_a_run_killed_before_its_first_last_pth_gets_advice_that_works(tmp_path)
     assert (ckpt / "last.pth").is_file()
 
 
-def test_ctrl_c_is_one_line_and_leaves_whole_checkpoints(tmp_path):
+def test_ctrl_c_is_one_line_and_leaves_whole_checkpoints_that_resume_at_the_next_epoch(tmp_path):
+    """Whole: last.pth holds the full training state of the epoch it names (weights, optimizer, scaler, the
+    report of every epoch up to it), model.pth a best epoch's weights of the same model, and --resume continues
+    from last.pth at the next epoch."""
     folder, ckpt = write_byo_dataset(tmp_path / "byo"), tmp_path / "ckpt"
-    result = interrupt("training", "--data", folder, "-e", "1000", *SMALL, "-b", "300", "-k", "2",
-                       "--checkpoint_dir", ckpt, ready=lambda: (ckpt / "last.pth").exists())
+    common = ["--data", folder, *SMALL, "-b", "300", "-k", "2", "--checkpoint_dir", ckpt]
+    result = interrupt("training", *common, "-e", "1000", ready=lambda: (ckpt / "last.pth").exists())
     assert result.returncode == 130 and result.stderr.strip().splitlines()[-1] == "interrupted", result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not [p for p in ckpt.iterdir() if ".tmp-" in p.name]
-    assert torch.load(ckpt / "last.pth", weights_only=True)["meta"]["epoch"] >= 0
+    last = torch.load(ckpt / "last.pth", weights_only=True)
+    best = torch.load(ckpt / "model.pth", weights_only=True)
+    epoch = last["meta"]["epoch"]
+    assert {"model", "optimizer", "scaler", "meta"} <= set(last), set(last)
+    assert last["optimizer"]["state"] and last["optimizer"]["param_groups"], "no optimizer state to resume"
+    assert [r["epoch"] for r in last["meta"]["report"]["history"]] == list(range(epoch + 1))
+    assert best["model"].keys() == last["model"].keys() and 0 <= best["meta"]["epoch"] <= epoch
+    resumed = loop.run([*map(str, common), "-e", str(epoch + 2), "--resume"])
+    assert resumed["epochs"] == epoch + 2  # the interrupted run's epochs and one more: none lost, none repeated
+    history = torch.load(ckpt / "last.pth", weights_only=True)["meta"]["report"]["history"]
+    assert [r["epoch"] for r in history] == list(range(epoch + 2))
+    assert history[:-1] == last["meta"]["report"]["history"]
 
 
 def test_a_second_run_into_a_running_runs_folder_refuses(tmp_path):

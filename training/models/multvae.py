@@ -85,6 +85,20 @@ class MultVAE(nn.Module):
         mean, logvar = h.chunk(2, dim=-1)
         return mean, logvar
 
+    def dense_logits(self, fold_in: torch.Tensor) -> torch.Tensor:
+        """The decoder's logits from the encoded mean of dense multi-hot rows: `encode` + `decode` in evaluation,
+        written with dense products (tracing and ONNX export take no CSR input), for `serving.export`."""
+        act = ACTIVATIONS[self.activation]
+        x = fold_in.float()
+        x = x / torch.sqrt((x * x).sum(dim=1, keepdim=True)).clamp_min(1e-12)
+        h = x @ self.input_weight + self.input_bias
+        if self.to_latent is not None:
+            h = act(h)
+            for layer in self.encoder:
+                h = act(layer(h))
+            h = self.to_latent(h)
+        return self.decode(h[:, :self.dims[-1]])
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         act = ACTIVATIONS[self.activation]
         for layer in self.decoder[:-1]:

@@ -15,11 +15,13 @@ from contract.errors import UserError
 
 from ..data.carve import carve_lists
 from ..data.lists import ListStream, count_rows, load_heldout
+from ..data.lists_from_pairs import write_lists_folder
 from ..data.popularity import checked_item_counts
-from ..models.multvae import ACTIVATIONS, VARIANTS, anneal, elbo_loss
+from ..models.multvae import ACTIVATIONS, VARIANTS, MultVAE, anneal, elbo_loss
 from ..ranking import RankingSet, evaluate_ranking, popularity_scores
+from ..sizing import power_of_two_per_step
 from ..sparse import Lists
-from .base import Task
+from .base import Batch, Task
 
 RECALL_AT = (20, 50)  # DLE VAE-CF's Recall@20 and Recall@50, reported beside the -k figures
 ANNEAL_STEPS, ANNEAL_CAP, ACTIVATION = 2000, 0.2, "tanh"
@@ -30,8 +32,7 @@ STEPS_PER_EPOCH, MIN_USERS, MAX_USERS = 32, 32, 500
 
 def users_per_step_for(train_users: int) -> int:
     """Users per step: the power of two nearest to train_users / STEPS_PER_EPOCH, within [MIN_USERS, MAX_USERS]."""
-    wanted = max(train_users / STEPS_PER_EPOCH, 1.0)
-    return int(min(MAX_USERS, max(MIN_USERS, 2 ** round(math.log2(wanted)))))
+    return power_of_two_per_step(train_users, STEPS_PER_EPOCH, MIN_USERS, MAX_USERS)
 
 
 class MultVAETask(Task):
@@ -44,8 +45,18 @@ class MultVAETask(Task):
     shown_metrics = ("ndcg", "recall@20", "recall@50")
     protocols = ("full",)
     needs_history = True
+    compared = ("multvae",)
+    loss_parts = ("nll", "kl")
+    schedule_parts = ("beta",)
     defaults = {"epochs": 60, "learning_rate": 0.001, "layers": [600, 200], "dropout": 0.5, "topk": 100,
-                "valid_batch_size": 2000, "l2": 0.0, "eval": "full"}
+                "valid_batch_size": 2000, "l2": 0.0, "eval": "full",
+                "total_anneal_steps": ANNEAL_STEPS, "anneal_cap": ANNEAL_CAP, "activation": ACTIVATION}
+    flag_help = {"batch_size": f"users, sized to about {STEPS_PER_EPOCH} steps per epoch within {MIN_USERS}-{MAX_USERS}",
+                 "valid_batch_size": "users", "layers": "encoder sizes, the last the latent size",
+                 "threshold": "NDCG@K", "dropout": "input dropout", "l2": "L2 on the weight matrices",
+                 "eval": "ranks the whole catalogue only"}
+    recipe = ("DLE VAE-CF on ml-20m (GPUs): --model multvae -b 24576 -l 0.004 --beta2 0.9 --total_anneal_steps 15000 "
+              "--anneal_cap 0.1 -e 400 --amp")
 
     @classmethod
     def add_arguments(cls, group) -> None:
@@ -57,11 +68,6 @@ class MultVAETask(Task):
 
     @classmethod
     def check_args(cls, args, error) -> None:
-        if args.total_anneal_steps is None:
-            args.total_anneal_steps = ANNEAL_STEPS
-        if args.anneal_cap is None:
-            args.anneal_cap = ANNEAL_CAP
-        args.activation = args.activation or ACTIVATION
         if args.total_anneal_steps < 0 or args.anneal_cap < 0:
             error("--total_anneal_steps and --anneal_cap must not be negative")
         if min(args.layers) < 1:
@@ -76,27 +82,36 @@ class MultVAETask(Task):
     def architecture(self) -> dict:
         return {"variant": "multvae", "dims": list(self.args.layers), "activation": self.args.activation}
 
+    @classmethod
+    def build(cls, arch, sizes, dropout):
+        return MultVAE(sizes["items"], arch["dims"], dropout, arch["activation"])
+
+    @classmethod
+    def compare_flags(cls, spec_file, spec, data, scratch):
+        """The same train positives, grouped per user."""
+        return ["--data", write_lists_folder(data, spec, scratch)]
+
     def describe(self, model) -> str:
         n = self.spec.item_cardinality
         dims = "-".join(map(str, [n, *model.dims, *reversed(model.dims[:-1]), n]))
         return f"Mult-VAE {dims}"
 
     # ---- training ----------------------------------------------------------------------------
-    def batch_per_rank(self) -> int:
+    @classmethod
+    def batch(cls, settings, spec, world) -> Batch:
         """-b counts users over all ranks; by default sized to the number of training users."""
-        if self.args.batch_size is None:
-            users = count_rows(self.spec, "train")
-            self.args.batch_size = users_per_step_for(users)
-            self.say(f"-b {self.args.batch_size} users chosen for {users:,} training users: about "
-                     f"{math.ceil(users / self.args.batch_size)} steps per epoch (pass -b to choose)")
-        per_rank = self.args.batch_size // self.runtime.world
+        asked, notes = settings.batch_size, []
+        if asked is None:
+            users = count_rows(spec, "train")
+            asked = users_per_step_for(users)
+            notes.append(f"-b {asked} users chosen for {users:,} training users: about "
+                         f"{math.ceil(users / asked)} steps per epoch (pass -b to choose)")
+        per_rank = asked // world
         if per_rank < 1:
-            raise UserError(f"-b {self.args.batch_size} users is smaller than the {self.runtime.world} ranks")
-        if per_rank * self.runtime.world != self.args.batch_size:
-            self.say(f"note: -b {self.args.batch_size} is rounded down to {per_rank * self.runtime.world} users per "
-                     f"step ({per_rank} per rank)")
-            self.args.batch_size = per_rank * self.runtime.world
-        return per_rank
+            raise UserError(f"-b {asked} users is smaller than the {world} ranks")
+        if per_rank * world != asked:
+            notes.append(f"note: -b {asked} is rounded down to {per_rank * world} users per step ({per_rank} per rank)")
+        return Batch(per_rank * world, per_rank, tuple(notes))
 
     def stream(self, per_rank: int) -> ListStream:
         return ListStream(self.spec, per_rank, self.runtime, self.args.seed)

@@ -7,7 +7,6 @@ model's full-catalogue ranking of each test positive against every item its user
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -20,11 +19,14 @@ from ..data.carve import carve_pairs
 from ..data.pairs import TrainStream
 from ..data.popularity import checked_item_counts
 from ..data.test_series import load_test_series
-from ..models.neumf import VARIANTS, from_pretrained
+from ..models.neumf import VARIANTS, NeuMF, architecture_of, from_pretrained
 from ..ranking import RankingSet, evaluate_ranking, popularity_scores
 from ..sampled import check_topk, evaluate_popularity, evaluate_series
+from ..sizing import power_of_two_per_step
 from ..sparse import Lists
-from .base import Task, path
+from . import pretrain
+from .base import Batch, Task, path
+from .pretrain import PART_EPOCHS
 
 # -b by default: about this many steps per epoch whatever the data's size (a fixed -b 65536 suits ml-1m,
 # 75 steps, but leaves ml-100k 8 steps an epoch, too few to learn in 10 epochs); bounded by DLE's ml-20m
@@ -34,9 +36,6 @@ STEPS_PER_EPOCH = 64
 # (1,024 an epoch: -b 8192 on ml-1m, chosen on validation of real MovieLens, bench/NOTES.md)
 MF_STEPS_PER_EPOCH = 1024
 MIN_BATCH, MAX_BATCH = 2**10, 2**20
-# --pretrain: the parts train this many times -e (the paper trains them to convergence; GMF on the NCF ml-1m
-# split was still rising at epoch 10 and peaked at 16); NeuMF is then fine-tuned a quarter of -e.
-PART_EPOCHS = 2
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 # Mappings whose pairs a user already has in full ranking; test negatives are sampled, so only its positives count.
 KNOWN_MAPPINGS = ("train", "validation", "known")
@@ -44,8 +43,27 @@ KNOWN_MAPPINGS = ("train", "validation", "known")
 
 def batch_size_for(train_positives: int, negatives: int, steps_per_epoch: int = STEPS_PER_EPOCH) -> int:
     """Samples per step (negatives included): the power of two nearest to one epoch / steps_per_epoch."""
-    per_step = max(train_positives * (1 + negatives) / steps_per_epoch, 1.0)
-    return int(min(MAX_BATCH, max(MIN_BATCH, 2 ** round(math.log2(per_step)))))
+    return power_of_two_per_step(train_positives * (1 + negatives), steps_per_epoch, MIN_BATCH, MAX_BATCH)
+
+
+def batch_for(settings, positives: int, world: int) -> Batch:
+    """-b of `settings` (or, unset, sized to `positives` train positives) as whole positives on each rank."""
+    per_positive = 1 + settings.negative_samples
+    asked, notes = settings.batch_size, ()
+    if asked is None:
+        steps = MF_STEPS_PER_EPOCH if settings.model == "mf" else STEPS_PER_EPOCH
+        asked = batch_size_for(positives, settings.negative_samples, steps)
+    per_rank = asked // (world * per_positive)
+    if per_rank < 1:
+        raise UserError(f"-b {asked} is too small for {world} ranks x {per_positive} samples per positive")
+    used = per_rank * world * per_positive
+    if settings.batch_size is None:
+        notes = (f"-b {used} samples chosen for {positives:,} train positives: about "
+                 f"{positives * per_positive / used:.0f} steps per epoch (pass -b to choose)",)
+    elif used != asked:
+        notes = (f"note: -b {asked} is rounded down to whole positives: {used} samples per step "
+                 f"({per_rank} positives x {per_positive} on each of {world} rank(s))",)
+    return Batch(used, per_rank, notes)
 
 
 class NeuMFTask(Task):
@@ -57,12 +75,21 @@ class NeuMFTask(Task):
     selection_metric = "hr"
     shown_metrics = ("hr", "ndcg")
     protocols = ("sampled", "full", "both")
+    compared = ("neumf", "mf")
+    flag_help = {"batch_size": "samples (a positive and its negatives each count), sized to about 64 steps per epoch "
+                               f"({MF_STEPS_PER_EPOCH} for mf)",
+                 "valid_batch_size": "samples", "layers": "MLP layer sizes", "threshold": "HR@K",
+                 "dropout": "MLP dropout", "l2": "L2 on the embedding rows each batch uses (squared norms, batch mean)",
+                 "eval": "K among each series' sampled negatives (DLE NCF, epochs and test), full ranking of the chosen "
+                         "model against the whole catalogue at the end, or both"}
+    recipe = "DLE NCF on ml-20m: -b 1048576 -l 0.0045 --beta1 0.25 --beta2 0.5 --layers 256 256 128 64"
     # Chosen on validation of real MovieLens (the NCF ml-1m split, ml-100k) against the earlier
     # -f 32 --layers 128 64 32 -n 4 --l2 0: a wider model, regularised, with more negatives per positive
     # (bench/NOTES.md, "Tuning on real MovieLens"); the batch is sized to the data (batch_size_for).
     FACTORS, NEGATIVES = 64, 8
     defaults = {"epochs": 10, "learning_rate": 0.005, "layers": [256, 128, 64], "dropout": 0.0, "topk": 10,
-                "valid_batch_size": 2**18, "l2": 1e-4, "eval": "sampled"}
+                "valid_batch_size": 2**18, "l2": 1e-4, "eval": "sampled",
+                "factors": FACTORS, "negative_samples": NEGATIVES, "pretrain": False}
     # mf: longer, with smaller steps and an L2 that binds (its head is fixed); chosen on validation of the NCF
     # ml-1m split, ml-100k and the ml-1m pairs (bench/NOTES.md, "A dot product: --model mf")
     variant_defaults = {"mf": {"epochs": 30, "learning_rate": 0.001, "l2": 1e-3}}
@@ -82,9 +109,6 @@ class NeuMFTask(Task):
 
     @classmethod
     def check_args(cls, args, error) -> None:
-        args.factors = cls.FACTORS if args.factors is None else args.factors
-        args.negative_samples = cls.NEGATIVES if args.negative_samples is None else args.negative_samples
-        args.pretrain = bool(args.pretrain)
         for name in ("factors", "negative_samples"):
             if getattr(args, name) < 1:
                 error(f"--{name} must be at least 1")
@@ -106,12 +130,24 @@ class NeuMFTask(Task):
             error("--pretrain trains neumf from scratch in three stages: it needs --checkpoint_dir, and not --resume, "
                   "--init_from or another --model")
 
+    @classmethod
+    def drive(cls, settings, fit):
+        return pretrain.drive(settings, fit) if settings.pretrain else fit(settings)
+
     def __init__(self, args, spec, runtime, say):
         super().__init__(args, spec, runtime, say)
         self.counts = torch.from_numpy(checked_item_counts(spec)).to(runtime.device)
         self._series: dict = {}
-        self.pretrained = ([checkpoint.load(p) for p in (args.pretrained_gmf, args.pretrained_mlp)]
+        self.pretrained = ([self.read_part(p) for p in (args.pretrained_gmf, args.pretrained_mlp)]
                            if getattr(args, "pretrained_gmf", None) else None)
+
+    @staticmethod
+    def read_part(where) -> dict:
+        payload = checkpoint.read(where)
+        if payload["meta"] is None:
+            raise UserError(f"--pretrained_gmf/--pretrained_mlp {where} is a bare state_dict; give a gmf (or mf) and "
+                            "an mlp checkpoint of `python -m training`")
+        return payload
 
     # ---- model -------------------------------------------------------------------------------
     def architecture(self) -> dict:
@@ -123,15 +159,26 @@ class NeuMFTask(Task):
             return {"variant": "neumf", "factors": gmf["factors"], "layers": mlp["layers"]}
         return {"variant": self.args.model, "factors": self.args.factors, "layers": list(self.args.layers)}
 
-    def initialise(self, model) -> bool:
-        if self.pretrained:
-            for payload, where in zip(self.pretrained, (self.args.pretrained_gmf, self.args.pretrained_mlp)):
-                checkpoint.check_fits(payload, where, self.spec.table_sizes)
-            gmf, mlp = (payload["model"] for payload in self.pretrained)
-            if self.args.alpha is None:
-                self.args.alpha = self.choose_alpha(model, gmf, mlp)
-            model.load_state_dict(from_pretrained(gmf, mlp, self.args.alpha))
-        return bool(self.pretrained)
+    @classmethod
+    def build(cls, arch, sizes, dropout):
+        return NeuMF(sizes["users"], sizes["items"], arch["factors"], arch["layers"], dropout, arch["variant"])
+
+    @classmethod
+    def from_state_dict(cls, state):
+        try:
+            return architecture_of(state)
+        except KeyError:
+            return None
+
+    def initialise(self, model):
+        if not self.pretrained:
+            return None
+        for payload, where in zip(self.pretrained, (self.args.pretrained_gmf, self.args.pretrained_mlp)):
+            checkpoint.check_fits(payload, where, self.spec.table_sizes)
+        gmf, mlp = (payload["model"] for payload in self.pretrained)
+        alpha = self.choose_alpha(model, gmf, mlp) if self.args.alpha is None else self.args.alpha
+        model.load_state_dict(from_pretrained(gmf, mlp, alpha))
+        return {"alpha": alpha}
 
     def choose_alpha(self, model, gmf: dict, mlp: dict) -> float:
         """The blend of the two heads with the best validation figure (0.5 without validation).
@@ -156,27 +203,11 @@ class NeuMFTask(Task):
         return f"{model.variant} for users/items {sizes['users']:,}/{sizes['items']:,}"
 
     # ---- training ----------------------------------------------------------------------------
-    def batch_per_rank(self) -> int:
-        """-b counts samples (positives and their negatives) over all ranks, as in DLE."""
-        args, world, per_positive = self.args, self.runtime.world, 1 + self.args.negative_samples
-        chosen = args.batch_size is None
-        if chosen:
-            positives = int(self.counts.sum())
-            steps = MF_STEPS_PER_EPOCH if args.model == "mf" else STEPS_PER_EPOCH
-            args.batch_size = batch_size_for(positives, args.negative_samples, steps)
-        per_rank = args.batch_size // (world * per_positive)
-        if per_rank < 1:
-            raise UserError(f"-b {args.batch_size} is too small for {world} ranks x {per_positive} samples per positive")
-        used = per_rank * world * per_positive
-        if chosen:
-            args.batch_size = used
-            self.say(f"-b {used} samples chosen for {positives:,} train positives: about "
-                     f"{positives * per_positive / used:.0f} steps per epoch (pass -b to choose)")
-        elif used != args.batch_size:
-            self.say(f"note: -b {args.batch_size} is rounded down to whole positives: {used} samples per step "
-                     f"({per_rank} positives x {per_positive} on each of {world} rank(s))")
-            args.batch_size = used
-        return per_rank
+    @classmethod
+    def batch(cls, settings, spec, world) -> Batch:
+        """-b counts samples (positives and their negatives) over all ranks, as in DLE; a rank's share is positives."""
+        positives = int(checked_item_counts(spec).sum()) if settings.batch_size is None else 0
+        return batch_for(settings, positives, world)
 
     def stream(self, per_rank: int) -> TrainStream:
         return TrainStream(self.spec, per_rank, self.args.negative_samples, self.runtime, self.args.seed)

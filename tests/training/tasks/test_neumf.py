@@ -8,7 +8,7 @@ import torch
 from contract.feature_spec import FeatureSpec
 from training.models.neumf import NeuMF
 from training.runtime import Runtime
-from training.tasks.neumf import NeuMFTask, batch_size_for
+from training.tasks.neumf import NeuMFTask, batch_for, batch_size_for
 from training.train import accumulate_gradients
 
 from ...helpers import run_module
@@ -31,14 +31,18 @@ def test_batch_size_counts_each_positive_with_its_negatives():
 
 
 def test_mf_takes_smaller_steps_about_1024_an_epoch():
-    said = []
-    task = NeuMFTask.__new__(NeuMFTask)
-    task.args, task.runtime, task.say = Args(model="mf", negative_samples=8), Runtime(), said.append
-    task.counts = torch.tensor([985_000])  # ml-1m's train positives: 8,865,000 samples / 1024 -> 2**13
-    assert task.batch_per_rank() == 8192 // 9 and task.args.batch_size == 8192 // 9 * 9
-    assert "about 1082 steps per epoch" in said[0]
-    task.args = Args(model="neumf", negative_samples=8)
-    assert task.batch_per_rank() == 131072 // 9  # NeuMF's 64 steps
+    # ml-1m's train positives: 8,865,000 samples / 1024 -> 2**13
+    chosen = batch_for(Args(model="mf", negative_samples=8), 985_000, 1)
+    assert (chosen.per_rank, chosen.total) == (8192 // 9, 8192 // 9 * 9)
+    assert "about 1082 steps per epoch" in chosen.notes[0]
+    assert batch_for(Args(model="neumf", negative_samples=8), 985_000, 1).per_rank == 131072 // 9  # NeuMF's 64 steps
+
+
+def test_a_given_batch_is_rounded_down_to_whole_positives_on_every_rank():
+    chosen = batch_for(Args(model="neumf", negative_samples=4, batch_size=1000), 0, 2)
+    assert (chosen.per_rank, chosen.total) == (100, 1000) and chosen.notes == ()
+    chosen = batch_for(Args(model="neumf", negative_samples=4, batch_size=1004), 0, 2)
+    assert (chosen.per_rank, chosen.total) == (100, 1000) and "rounded down" in chosen.notes[0]
 
 
 def test_a_run_without_b_says_what_it_chose(prepared, tmp_path):
