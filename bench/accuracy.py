@@ -50,7 +50,8 @@ def prepared(name: str):
 
 def default_batch(data) -> int:
     from contract.feature_spec import FeatureSpec
-    from training.tasks.neumf import NeuMFTask, batch_size_for
+    from training.tasks.neumf import NeuMFTask
+    from training.tasks.pairs import batch_size_for
 
     return batch_size_for(len(FeatureSpec.from_yaml(data).read("train", ["item_id"])), NeuMFTask.NEGATIVES)
 

@@ -1,4 +1,4 @@
-"""NeuMF, GMF and MLP (DeepLearningExamples' NCF) on the pairs layout.
+"""NeuMF, GMF, MLP (DeepLearningExamples' NCF) and MF on the pairs layout (`pairs.py` is what they share).
 
 Batches are positives with `-n` uniform negatives drawn on the device; the loss is BCE on the logits
 (plus --l2 on the embedding rows the batch uses). Evaluation is DLE's sampled protocol (each series'
@@ -9,72 +9,25 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from contract.errors import UserError
 
 from .. import checkpoint
-from ..data.carve import carve_pairs
-from ..data.pairs import TrainStream
-from ..data.popularity import checked_item_counts
-from ..data.test_series import load_test_series
 from ..models.neumf import VARIANTS, NeuMF, architecture_of, from_pretrained
-from ..ranking import RankingSet, evaluate_ranking, popularity_scores
-from ..sampled import check_topk, evaluate_popularity, evaluate_series
-from ..sizing import power_of_two_per_step
-from ..sparse import Lists
 from . import pretrain
-from .base import Batch, Task, path
+from .base import path
+from .pairs import STEPS_PER_EPOCH, PairsTask
 from .pretrain import PART_EPOCHS
 
-# -b by default: about this many steps per epoch whatever the data's size (a fixed -b 65536 suits ml-1m,
-# 75 steps, but leaves ml-100k 8 steps an epoch, too few to learn in 10 epochs); bounded by DLE's ml-20m
-# batch and a floor where per-step overhead dominates. Evidence: bench/accuracy.py (BENCHMARKS.md).
-STEPS_PER_EPOCH = 64
 # --model mf: a step of a dot product costs a fraction of NeuMF's, and it learns best from many small ones
 # (1,024 an epoch: -b 8192 on ml-1m, chosen on validation of real MovieLens, bench/NOTES.md)
 MF_STEPS_PER_EPOCH = 1024
-MIN_BATCH, MAX_BATCH = 2**10, 2**20
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
-# Mappings whose pairs a user already has in full ranking; test negatives are sampled, so only its positives count.
-KNOWN_MAPPINGS = ("train", "validation", "known")
 
 
-def batch_size_for(train_positives: int, negatives: int, steps_per_epoch: int = STEPS_PER_EPOCH) -> int:
-    """Samples per step (negatives included): the power of two nearest to one epoch / steps_per_epoch."""
-    return power_of_two_per_step(train_positives * (1 + negatives), steps_per_epoch, MIN_BATCH, MAX_BATCH)
-
-
-def batch_for(settings, positives: int, world: int) -> Batch:
-    """-b of `settings` (or, unset, sized to `positives` train positives) as whole positives on each rank."""
-    per_positive = 1 + settings.negative_samples
-    asked, notes = settings.batch_size, ()
-    if asked is None:
-        steps = MF_STEPS_PER_EPOCH if settings.model == "mf" else STEPS_PER_EPOCH
-        asked = batch_size_for(positives, settings.negative_samples, steps)
-    per_rank = asked // (world * per_positive)
-    if per_rank < 1:
-        raise UserError(f"-b {asked} is too small for {world} ranks x {per_positive} samples per positive")
-    used = per_rank * world * per_positive
-    if settings.batch_size is None:
-        notes = (f"-b {used} samples chosen for {positives:,} train positives: about "
-                 f"{positives * per_positive / used:.0f} steps per epoch (pass -b to choose)",)
-    elif used != asked:
-        notes = (f"note: -b {asked} is rounded down to whole positives: {used} samples per step "
-                 f"({per_rank} positives x {per_positive} on each of {world} rank(s))",)
-    return Batch(used, per_rank, notes)
-
-
-class NeuMFTask(Task):
+class NeuMFTask(PairsTask):
     variants = VARIANTS
-    layout = "pairs"
-    prepare_hint = "`etl prepare`"
-    unit = "samples"
-    eval_unit = "samples"
-    selection_metric = "hr"
-    shown_metrics = ("hr", "ndcg")
-    protocols = ("sampled", "full", "both")
     compared = ("neumf", "mf")
     flag_help = {"batch_size": "samples (a positive and its negatives each count), sized to about 64 steps per epoch "
                                f"({MF_STEPS_PER_EPOCH} for mf)",
@@ -136,8 +89,6 @@ class NeuMFTask(Task):
 
     def __init__(self, args, spec, runtime, say):
         super().__init__(args, spec, runtime, say)
-        self.counts = torch.from_numpy(checked_item_counts(spec)).to(runtime.device)
-        self._series: dict = {}
         self.pretrained = ([self.read_part(p) for p in (args.pretrained_gmf, args.pretrained_mlp)]
                            if getattr(args, "pretrained_gmf", None) else None)
 
@@ -198,19 +149,10 @@ class NeuMFTask(Task):
                  + " ".join(f"{alpha}:{figure:.4f}" for alpha, figure in figures.items()))
         return best
 
-    def describe(self, model) -> str:
-        sizes = self.spec.table_sizes
-        return f"{model.variant} for users/items {sizes['users']:,}/{sizes['items']:,}"
-
     # ---- training ----------------------------------------------------------------------------
     @classmethod
-    def batch(cls, settings, spec, world) -> Batch:
-        """-b counts samples (positives and their negatives) over all ranks, as in DLE; a rank's share is positives."""
-        positives = int(checked_item_counts(spec).sum()) if settings.batch_size is None else 0
-        return batch_for(settings, positives, world)
-
-    def stream(self, per_rank: int) -> TrainStream:
-        return TrainStream(self.spec, per_rank, self.args.negative_samples, self.runtime, self.args.seed)
+    def steps_per_epoch(cls, settings) -> int:
+        return MF_STEPS_PER_EPOCH if settings.model == "mf" else STEPS_PER_EPOCH
 
     def loss(self, net, model, batch, step):
         """BCE on the logits, plus --l2 on the embedding rows the batch uses (not whole tables, as the
@@ -221,93 +163,7 @@ class NeuMFTask(Task):
             loss = loss + self.args.l2 * model.embedding_penalty(users, items).float()
         return loss, {}
 
-    def micro_batches(self, batch, n: int):
-        """Whole columns (a positive and its negatives), each slice weighted by its share of the samples."""
-        users, items, labels = batch
-        return [((u, i, y), y.numel() / labels.numel())
-                for u, i, y in zip(users.chunk(n), items.chunk(n, dim=-1), labels.chunk(n, dim=-1))]
-
-    def batch_units(self, batch) -> int:
-        return batch[2].numel()
-
-    # ---- evaluation --------------------------------------------------------------------------
-    carve_validation = staticmethod(carve_pairs)
-
-    def series(self, split: str):
-        if split not in self._series:
-            check_topk(self.args.topk, self.spec)
-            self._series[split] = load_test_series(self.spec, self.runtime, split)
-        return self._series[split]
-
-    def evaluate(self, model, split: str) -> dict:
-        if self.args.eval == "full" and split == "test":
-            return {}  # only the full-ranking protocol was asked for
-        was_training = model.training
-        model.eval()
-        result = evaluate_series(model, self.series(split), self.args.topk, self.args.valid_batch_size, self.runtime)
-        model.train(was_training)
-        return result
-
-    def evaluated(self, split: str) -> int:
-        return self.ranking_set().total_users if self.args.eval == "full" and split == "test" else \
-            self.series(split).total_series
-
-    def baseline(self, split: str) -> dict:
-        result = {} if self.args.eval == "full" and split == "test" else \
-            evaluate_popularity(self.counts, self.series(split), self.args.topk, self.runtime)
-        if split == "test" and self.args.eval != "sampled":
-            full = evaluate_ranking(popularity_scores(self.counts), self.ranking_set(), self.candidates(
-                self.counts, self.spec.first_index), self.args.topk, 1024, self.runtime)
-            result.update({f"full_{key}": full[key] for key in ("hr", "ndcg")})
-        return result
-
-    def extra_test(self, model) -> dict:
-        if self.args.eval == "sampled":
-            return {}
-        was_training = model.training
-        model.eval()
-        result = evaluate_ranking(lambda users, fold_in: self.score_users_amp(model, users), self.ranking_set(),
-                                  self.candidates(self.counts, self.spec.first_index), self.args.topk,
-                                  max(1, self.args.valid_batch_size // self.spec.item_cardinality), self.runtime)
-        model.train(was_training)
-        return {f"full_{key}": value for key, value in result.items() if key != "eval_throughput"}
-
-    def score_users_amp(self, model, users):
-        with self.runtime.autocast():
-            return self.score_users(model, users, None)
-
-    def ranking_set(self) -> RankingSet:
-        """Each test positive against the whole catalogue minus what its user has (train, validation, known);
-        this rank's share of the users."""
-        if "ranking" in self._series:
-            return self._series["ranking"]
-        spec, n_items = self.spec, self.spec.item_cardinality
-        test = spec.read("test")
-        test = test[test[spec.label_feature] == 1]
-        users, positives = (test[f].to_numpy(np.int64) for f in (spec.user_feature, spec.item_feature))
-        share = np.array_split(np.arange(len(users)), self.runtime.world)[self.runtime.rank]
-        keys = []
-        for mapping in KNOWN_MAPPINGS:
-            if mapping in spec.source_spec:
-                frame = spec.read(mapping)
-                if mapping == "validation":
-                    frame = frame[frame[spec.label_feature] == 1]
-                keys.append(frame[spec.user_feature].to_numpy(np.int64) * n_items
-                            + frame[spec.item_feature].to_numpy(np.int64))
-        known = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
-        device = self.runtime.device
-        have = Lists.from_keys(known, users[share], n_items, device)
-        self._series["ranking"] = RankingSet(
-            torch.from_numpy(users[share]).to(device), have, have,
-            Lists.from_numpy(np.arange(len(share) + 1), positives[share], device), n_items, len(users))
-        return self._series["ranking"]
-
     # ---- all-items scoring -------------------------------------------------------------------
-    @classmethod
-    def score_pairs(cls, model, users, items, fold_in):
-        """One forward pass over the pairs: no all-items grid."""
-        return model(users, items)
-
     @staticmethod
     def score_users(model, users, fold_in):
         """NeuMF scores from the user's row alone: the history is what it was trained on."""

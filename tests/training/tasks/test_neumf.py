@@ -8,7 +8,8 @@ import torch
 from contract.feature_spec import FeatureSpec
 from training.models.neumf import NeuMF
 from training.runtime import Runtime
-from training.tasks.neumf import NeuMFTask, batch_for, batch_size_for
+from training.tasks.neumf import NeuMFTask
+from training.tasks.pairs import batch_for, batch_size_for
 from training.train import accumulate_gradients
 
 from ...helpers import run_module
@@ -32,10 +33,13 @@ def test_batch_size_counts_each_positive_with_its_negatives():
 
 def test_mf_takes_smaller_steps_about_1024_an_epoch():
     # ml-1m's train positives: 8,865,000 samples / 1024 -> 2**13
-    chosen = batch_for(Args(model="mf", negative_samples=8), 985_000, 1)
-    assert (chosen.per_rank, chosen.total) == (8192 // 9, 8192 // 9 * 9)
-    assert "about 1082 steps per epoch" in chosen.notes[0]
-    assert batch_for(Args(model="neumf", negative_samples=8), 985_000, 1).per_rank == 131072 // 9  # NeuMF's 64 steps
+    def chosen_for(model):
+        settings = Args(model=model, negative_samples=8)
+        return batch_for(settings, 985_000, 1, NeuMFTask.steps_per_epoch(settings))
+
+    assert (chosen_for("mf").per_rank, chosen_for("mf").total) == (8192 // 9, 8192 // 9 * 9)
+    assert "about 1082 steps per epoch" in chosen_for("mf").notes[0]
+    assert chosen_for("neumf").per_rank == 131072 // 9  # NeuMF's 64 steps
 
 
 def test_a_given_batch_is_rounded_down_to_whole_positives_on_every_rank():
