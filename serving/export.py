@@ -56,8 +56,8 @@ TOLERANCE = 1e-5
 MAX_BATCH = {"pairs": 65536, "history": 256, "workflow": 65536, "score": 65536}  # pairs, users, rows, pairs
 
 
-def no_score_ensemble(family: str) -> str:
-    return (f"{family} scores a user from their history, which the repository does not hold: no `score` ensemble; "
+def no_score_ensemble(title: str, family: str) -> str:
+    return (f"{title} scores a user from their history, which the repository does not hold: no `score` ensemble; "
             f"map the user's items with `workflow` and send `{family}` their multi-hot row (fold_in)")
 
 
@@ -85,9 +85,9 @@ class Scorer(nn.Module):
     kind = "pairs"
     inputs, output = ("user_index", "item_index"), "score"
 
-    def __init__(self, model: nn.Module, sizes: dict, family: str):
+    def __init__(self, model: nn.Module, sizes: dict, task):
         super().__init__()
-        self.model, self.sizes, self.family = model, sizes, family
+        self.model, self.sizes, self.family, self.title = model, sizes, task.family, task.title
 
     def forward(self, user_index: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
         return self.model(user_index, item_index).float()
@@ -115,9 +115,9 @@ class FoldInScorer(nn.Module):
     kind = "history"
     inputs, output = ("fold_in",), "logits"
 
-    def __init__(self, model: nn.Module, sizes: dict, family: str):
+    def __init__(self, model: nn.Module, sizes: dict, task):
         super().__init__()
-        self.model, self.sizes, self.family = model, sizes, family
+        self.model, self.sizes, self.family, self.title = model, sizes, task.family, task.title
 
     def forward(self, fold_in: torch.Tensor) -> torch.Tensor:
         return self.model.dense_logits(fold_in).float()
@@ -145,7 +145,7 @@ def load_exportable(path: Path, spec: FeatureSpec | None = None) -> tuple[Scorer
     against the data it was trained on where that is given."""
     loaded = saved.load(path, spec, tables="exact")
     wrapper = FoldInScorer if loaded.task.needs_history else Scorer
-    return wrapper(loaded.build()[0], loaded.sizes, loaded.task.family).eval(), loaded.meta
+    return wrapper(loaded.build()[0], loaded.sizes, loaded.task).eval(), loaded.meta
 
 
 def names(module: Scorer | FoldInScorer, fmt: str) -> tuple[list[str], str]:
@@ -289,7 +289,7 @@ def export(args) -> dict:
     summary = {"output": str(args.output), "format": fmt, "model": meta["architecture"]["variant"], "models": models,
                "inputs": input_names, "outputs": [output_name], "max_abs_difference": difference}
     if module.kind == "history":
-        summary["note"] = no_score_ensemble(family)
+        summary["note"] = no_score_ensemble(module.title, family)
     if args.data is None:
         print("note: without --data the repository holds the model alone (indices in); add --data for the workflow "
               "step" + ("" if "note" in summary else " and the `score` ensemble (raw ids in)"),

@@ -28,3 +28,18 @@ def test_no_pickle_is_tracked():
     tracked = subprocess.run(["git", "ls-files", "--", "*.pkl"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.split()
     assert not tracked, f"tracked pickles (a fitted workflow belongs with its data, not in git): {tracked}"
+
+
+def test_the_readme_module_table_names_every_module():
+    """The README's table of modules ("The design") is the map a newcomer reads first: every module is on it."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| package | module | concern |"):readme.index("\n\n", readme.index("| package |"))]
+    missing = []
+    for package in ("contract", "etl", "workflows", "training", "serving"):
+        for module in sorted((ROOT / package).rglob("*.py")):
+            if module.name in ("__init__.py", "__main__.py"):
+                continue
+            if f"`{module.name}`" not in table and f"{module.parent.name}/{module.name}`" not in table \
+                    and f"`{module.relative_to(ROOT / package).as_posix()}`" not in table:
+                missing.append(module.relative_to(ROOT).as_posix())
+    assert not missing, f"modules the README's table does not name: {missing}"

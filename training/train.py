@@ -18,7 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from contract.console import entry_point
+from contract.console import entry_point, say
 from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 from contract.lock import exclusive
@@ -104,7 +104,7 @@ class Trainer:
     def __init__(self, settings, runtime: Runtime, task_class: type[Task], spec: FeatureSpec):
         self.runtime, self.spec = runtime, spec
         refuse_to_replace_an_earlier_run(settings, runtime)
-        self.say = Report(settings, runtime, task_class).say
+        self.say = say if runtime.is_main else (lambda message: None)
         if settings.checkpoint_dir and runtime.is_main:
             self.say(f"run folder: {settings.checkpoint_dir}" + (f", log {settings.log_path}" if settings.log_path else ""))
         self.carved, self.stream = None, None

@@ -40,6 +40,7 @@ class Batch(NamedTuple):
 class Task(ABC):
     variants: ClassVar[tuple[str, ...]]      # the --model names this task trains; the first is the family's name
     family: ClassVar[str]                    # variants[0], set for each subclass
+    title: ClassVar[str] = ""                # the family's name in prose (default: `family`)
     layout: ClassVar[str]                    # the FeatureSpec layout it needs: pairs | lists
     prepare_hint: ClassVar[str]              # how to make data of that layout
     unit: ClassVar[str]                      # what -b and the throughput count
@@ -65,6 +66,7 @@ class Task(ABC):
         super().__init_subclass__(**kwargs)
         if "variants" in cls.__dict__:
             cls.family = cls.variants[0]  # the family's name: its first --model name
+            cls.title = cls.__dict__.get("title") or cls.family
 
     # ---- flags -------------------------------------------------------------------------------
     @classmethod

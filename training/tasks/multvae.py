@@ -45,6 +45,7 @@ class MultVAETask(Task):
     shown_metrics = ("ndcg", "recall@20", "recall@50")
     protocols = ("full",)
     needs_history = True
+    title = "Mult-VAE"
     compared = ("multvae",)
     loss_parts = ("nll", "kl")
     schedule_parts = ("beta",)

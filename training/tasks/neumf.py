@@ -28,6 +28,7 @@ ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 
 class NeuMFTask(PairsTask):
     variants = VARIANTS
+    title = "NeuMF"
     compared = ("neumf", "mf")
     flag_help = {"batch_size": "samples (a positive and its negatives each count), sized to about 64 steps per epoch "
                                f"({MF_STEPS_PER_EPOCH} for mf)",
