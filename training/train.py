@@ -310,7 +310,8 @@ class Trainer:
             count = task.evaluated("test")
             best["test_series"] = count
             report.warn_if_few(count)
-        return {**report.summary(best, self.chosen, selection.prefix, selection.split), "seconds": self.elapsed}
+        return {**report.summary(best, self.chosen, selection.prefix, selection.split), "seconds": self.elapsed,
+                "settings": self.settings.as_dict()}
 
 
 def train(args, runtime: Runtime) -> dict:

@@ -289,3 +289,19 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == f"error: cannot write {ckpt / 'model.pth'}: File too large"
     assert not [p.name for p in ckpt.iterdir() if p.name.endswith(".pth") or ".tmp-" in p.name]
+
+
+def test_the_settings_are_resolved_before_the_first_epoch_said_first_and_saved(prepared, tmp_path):
+    """-b sized to the data is part of the settings: said on the first lines, saved in every checkpoint and
+    the summary, the same everywhere."""
+    result = run_module("training", "--data", prepared, "-e", "1", "-f", "8", "--layers", "16", "8",
+                        "--checkpoint_dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    said = next(i for i, line in enumerate(lines) if " settings: " in line)
+    assert said < next(i for i, line in enumerate(lines) if re.search(r" epoch +0  loss", line))
+    summary = json.loads(result.stdout.splitlines()[-1])
+    sized = summary["settings"]["batch_size"]
+    assert f"--batch_size {sized}," in lines[said] and "--layers 16 8," in lines[said] and "--factors 8," in lines[said]
+    for name in ("model.pth", "last.pth"):
+        assert torch.load(tmp_path / name, weights_only=True)["meta"]["args"] == summary["settings"]
