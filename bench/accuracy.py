@@ -119,13 +119,15 @@ def train_real(data, flags: list[str], workdir) -> dict:
 
 def run_real(data: dict, quick: bool = False) -> None:
     """data: NAME -> PATH. Writes bench/results/accuracy-real.json."""
-    from training.tasks import DEFAULT_FOR_LAYOUT
+    from training.tasks import default_for_layout
+
+    defaults = default_for_layout()
 
     results = {}
     for name, path in data.items():
         results[name] = {}
         for layout, folder in real_layouts(name, path).items():
-            family = DEFAULT_FOR_LAYOUT[layout]
+            family = defaults[layout]
             configs = REAL_CONFIGS[family]
             names = ("defaults",) if quick else tuple(configs)
             results[name][family] = {setting: train_real(folder, configs[setting],

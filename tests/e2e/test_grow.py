@@ -8,7 +8,7 @@ import torch
 
 from contract.feature_spec import FeatureSpec
 from training.args import for_family, parse_args
-from training.checkpoint import load
+from training.checkpoint import read
 from training.runtime import shutdown, start_runtime
 from training.tasks import build_model, model_for, task_for
 from training.train import Trainer
@@ -58,7 +58,7 @@ def test_grow_keeps_old_scores_and_new_users_and_items_get_recommended(tmp_path,
     assert new_spec.user_cardinality > old_spec.user_cardinality and new_spec.item_cardinality > old_spec.item_cardinality
 
     train("--data", old, "-e", "2", *flags, "--checkpoint_dir", tmp_path / "ckpt-old")
-    before = load(tmp_path / "ckpt-old" / "model.pth")
+    before = read(tmp_path / "ckpt-old" / "model.pth")
     added_items = new_spec.item_cardinality - old_spec.item_cardinality
     old_model = build_model(before["meta"]["architecture"], before["meta"]["cardinalities"]).eval()
     old_model.load_state_dict(before["model"])
@@ -97,7 +97,7 @@ def test_grow_keeps_old_scores_and_new_users_and_items_get_recommended(tmp_path,
                         "--checkpoint_dir", tmp_path / "ckpt-new")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{added_items:,} item rows added" in result.stderr
-    after = load(tmp_path / "ckpt-new" / "model.pth")
+    after = read(tmp_path / "ckpt-new" / "model.pth")
     assert after["meta"]["cardinalities"] == new_spec.table_sizes and after["meta"]["workflow_id"] == new_spec.workflow_id
 
     recs, _ = _recommend(tmp_path / "ckpt-new" / "model.pth", new, old, tmp_path / "recs.csv")

@@ -231,6 +231,7 @@ def test_vae_export_says_why_there_is_no_score_ensemble(tmp_path, trained_vae, c
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["model"] == "multvae" and summary["models"] == ["multvae"] and summary["inputs"] == ["fold_in"]
     assert "history" in summary["note"] and "score" not in captured.err
+    assert summary["note"].startswith("Mult-VAE scores a user from their history"), summary["note"]
 
 
 @pytest.mark.parametrize("case", ["pairs checkpoint, lists data", "lists checkpoint, pairs data"])
