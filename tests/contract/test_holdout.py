@@ -83,3 +83,32 @@ def test_the_hash_spreads_consecutive_ids():
     """No collision over 10,000 consecutive ids and the top bit set about half the time: a fair draw."""
     h = hash_of(7, 1, np.arange(10_000))
     assert len(np.unique(h)) == len(h) and 0.45 < (h >> np.uint64(63)).mean() < 0.55
+
+
+def test_the_rest_is_every_interaction_but_the_held_out_one_with_its_own_timestamp():
+    rng = np.random.default_rng(3)
+    pairs = rng.choice(50 * 300, 2000, replace=False)  # distinct (user, item) pairs
+    users, items, timestamps = pairs // 300, pairs % 300, rng.integers(0, 10**6, 2000)
+    rest_u, rest_i, rest_t, held_u, held_i = hold_out_latest(users, items, timestamps, 1)
+    stamp = dict(zip(zip(users.tolist(), items.tolist()), timestamps.tolist()))
+    rest = set(zip(rest_u.tolist(), rest_i.tolist()))
+    held = set(zip(held_u.tolist(), held_i.tolist()))
+    assert not rest & held and rest | held == set(stamp) and len(rest_u) + len(held_u) == len(users)
+    assert all(stamp[pair] == t for pair, t in zip(zip(rest_u.tolist(), rest_i.tolist()), rest_t.tolist()))
+    latest = {}
+    for u, t in zip(users.tolist(), timestamps.tolist()):
+        latest[u] = max(latest.get(u, t), t)
+    assert all(latest[u] == stamp[(u, i)] for u, i in held)
+
+
+def test_ties_on_the_latest_timestamp_are_a_seeded_draw():
+    users, items = np.repeat(np.arange(200), 8), np.tile(np.arange(8), 200)
+    same_time = np.zeros(len(users), dtype=np.int64)
+    held = {seed: hold_out_latest(users, items, same_time, seed)[4] for seed in (1, 2)}
+    assert np.array_equal(held[1], hold_out_latest(users, items, same_time, 1)[4])
+    assert (held[1] != held[2]).mean() > 0.5  # another seed, another draw for most users
+    assert set(held[1].tolist()) == set(range(8))
+
+
+def test_unseen_counts_without_any_history_are_the_whole_catalogue():
+    assert unseen_counts(np.array([3, 4]), np.zeros(0, np.int64), cardinality=10, first_id=3).tolist() == [7, 7]

@@ -10,6 +10,7 @@ def record(epoch: int, hr: float | None, elapsed: float = 1.0) -> dict:
 
 def test_the_best_validation_figure_is_chosen_and_a_tie_keeps_the_earlier_epoch():
     choice = Selection("validation", "hr")
+    assert choice.best == {"best_epoch": None, "time_to_best": None, "selected_on": None}  # nothing chosen yet
     assert choice.key == "valid_hr" and choice.prefix == "valid_"
     assert [choice.consider(record(e, hr, elapsed=e + 1.0)) for e, hr in enumerate((0.5, 0.7, 0.7, 0.6))] == \
         [True, True, False, False]
@@ -19,8 +20,10 @@ def test_the_best_validation_figure_is_chosen_and_a_tie_keeps_the_earlier_epoch(
 
 def test_starting_weights_must_be_beaten():
     choice = Selection("validation", "hr")
-    choice.start({"valid_hr": 0.8, "valid_ndcg": 0.4, "eval_seconds": 2.0}, elapsed=3.0)
-    assert choice.best["best_epoch"] == START_EPOCH and choice.best_figure == 0.8
+    choice.start({"valid_hr": 0.8, "valid_ndcg": 0.4, "eval_seconds": 2.0, "hr": 0.9}, elapsed=3.0)
+    # a test figure never enters the choice
+    assert choice.best == {"best_epoch": START_EPOCH, "time_to_best": 3.0, "selected_on": "validation",
+                           "best_valid_hr": 0.8, "best_valid_ndcg": 0.4}
     assert not choice.consider(record(0, 0.79)) and choice.best["best_epoch"] == START_EPOCH
     assert choice.consider(record(1, 0.81)) and choice.best["best_epoch"] == 1
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from contract.errors import UserError
 from contract.feature_spec import FeatureSpec
 from training.models.neumf import NeuMF
 from training.runtime import Runtime
@@ -47,6 +48,9 @@ def test_a_given_batch_is_rounded_down_to_whole_positives_on_every_rank():
     assert (chosen.per_rank, chosen.total) == (100, 1000) and chosen.notes == ()
     chosen = batch_for(Args(model="neumf", negative_samples=4, batch_size=1004), 0, 2)
     assert (chosen.per_rank, chosen.total) == (100, 1000) and "rounded down" in chosen.notes[0]
+    assert batch_for(Args(model="neumf", negative_samples=4, batch_size=10), 0, 2).per_rank == 1  # one positive a rank
+    with pytest.raises(UserError, match="-b 9 is too small for 2 ranks x 5 samples per positive"):
+        batch_for(Args(model="neumf", negative_samples=4, batch_size=9), 0, 2)
 
 
 def test_a_run_without_b_says_what_it_chose(prepared, tmp_path):
