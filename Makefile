@@ -37,8 +37,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-# Mutation testing of the loop's in-process part, both tasks, ranking, the models and the user split;
-# survivors are reviewed in tests/MUTATION.md. Slow (about 15 minutes on 2 cores): not part of `make test`.
+# Mutation testing of the loop's in-process part and its choice, the tasks, ranking, sizing, the models, the user split
+# and the contract's hold-out rules;
+# survivors are reviewed in tests/MUTATION.md. Slow (about 70 minutes on 2 cores): not part of `make test`.
 mutation: install
 	$(BIN)/mutmut run
 	$(BIN)/mutmut results

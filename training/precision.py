@@ -24,7 +24,26 @@ def grad_scaler(device_type: str, amp: bool):
     return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3
 
 
-def cpu_has_native_bf16() -> bool:
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags as Linux reports them; None where it does not."""
+    try:
+        with open(cpuinfo) as f:
+            line = next((line for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+    return set(line.split(":", 1)[1].split()) if line else None
+
+
+def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
+    """AVX512-BF16 or AMX. oneDNN's own check (`_is_mkldnn_bf16_supported`) also says yes on AVX-512 CPUs
+    that only emulate bf16 (seen on an Intel Xeon without either flag, where --amp ran at half fp32's speed),
+    so it is asked only where the flags cannot be read."""
+    flags = cpu_flags() if flags is None else flags
+    if flags is not None:
+        return bool(flags & NATIVE_BF16_FLAGS)
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -112,3 +112,15 @@ def test_ties_on_the_latest_timestamp_are_a_seeded_draw():
 
 def test_unseen_counts_without_any_history_are_the_whole_catalogue():
     assert unseen_counts(np.array([3, 4]), np.zeros(0, np.int64), cardinality=10, first_id=3).tolist() == [7, 7]
+
+
+def test_near_saturated_users_get_a_seeded_draw_of_their_own_unseen_items():
+    """The exact draw for users who have seen most of the catalogue is seeded like the rest."""
+    users = np.r_[np.full(45, 3), np.full(45, 4)]
+    items = np.r_[np.arange(3, 48), np.arange(8, 53)]  # user 3 has not seen 48-52, user 4 not 3-7
+    negs = sample_negatives(np.array([3, 4]), users, items, cardinality=53, n=2, seed=1, first_id=FIRST_ID)
+    assert set(negs[0]) <= set(range(48, 53)) and set(negs[1]) <= set(range(3, 8))
+    assert len(set(negs[0])) == 2 and len(set(negs[1])) == 2
+    for _ in range(3):
+        again = sample_negatives(np.array([3, 4]), users, items, cardinality=53, n=2, seed=1, first_id=FIRST_ID)
+        assert np.array_equal(negs, again)

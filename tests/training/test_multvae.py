@@ -93,6 +93,7 @@ def test_one_registry_builds_every_family_and_names_the_unknown():
     sizes = {"users": 10, "items": 20}
     assert isinstance(build_model({"variant": "multvae", "dims": [16, 4], "activation": "tanh"}, sizes), MultVAE)
     assert build_model({"variant": "multvae", "dims": [16, 4], "activation": "tanh"}, sizes, 0.3).dropout == 0.3
+    assert build_model({"variant": "multvae", "dims": [16, 4], "activation": "relu"}, sizes).activation == "relu"
     assert build_model({"variant": "neumf", "factors": 8, "layers": [4, 2]}, sizes, 0.2).dropout == 0.2
     assert isinstance(build_model({"variant": "gmf", "factors": 8, "layers": [2]}, sizes), NeuMF)
     with pytest.raises(UserError, match="unknown model 'ease'"):
