@@ -39,7 +39,7 @@ lint: install
 
 # Mutation testing of the loop's in-process part and its choice, the tasks, ranking, sizing, the models, the user split
 # and the contract's hold-out rules;
-# survivors are reviewed in tests/MUTATION.md. Slow (about 70 minutes on 2 cores): not part of `make test`.
+# survivors are reviewed in tests/MUTATION.md. Slow (about 40 minutes on 2 cores): not part of `make test`.
 mutation: install
 	$(BIN)/mutmut run
 	$(BIN)/mutmut results
