@@ -112,8 +112,9 @@ class FeatureSpec:
                 raise UserError(f"feature_spec.{feature}: needs an integer 'cardinality'")
         for mapping in mappings:
             self._validate_mapping(mapping)
-        if "test" in mappings and self.samples_per_series < 2:
-            raise UserError("metadata.test_samples_per_series must be at least 2")
+        if "test" in mappings and not self.given_split and self.samples_per_series < 2:
+            raise UserError("metadata.test_samples_per_series must be at least 2 (or metadata.protocol.split: given, "
+                            "for test positives ranked against the whole catalogue)")
 
     def _validate_mapping(self, mapping: str) -> None:
         seen = self._validate_chunks(mapping)
@@ -230,6 +231,17 @@ class FeatureSpec:
     @property
     def samples_per_series(self) -> int:
         return int(self.metadata.get("test_samples_per_series", 0))
+
+    @property
+    def protocol(self) -> dict:
+        """How test (and validation) were made: `split` "given" (the user's own files: positive pairs only, each
+        user's items ranked against the whole catalogue) or absent (leave-one-out series with sampled negatives)."""
+        return self.metadata.get("protocol") or {}
+
+    @property
+    def given_split(self) -> bool:
+        """Test and validation mappings hold positive pairs only (several per user), no sampled negatives."""
+        return self.protocol.get("split") == "given"
 
     # ---- what the ETL recorded about its encoding (absent from hand-made BYO specs) -------
     @property
