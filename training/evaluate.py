@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from contract.console import say
 from contract.feature_spec import FeatureSpec
 
 from . import saved
@@ -19,8 +20,9 @@ def evaluate_checkpoint(args, runtime: Runtime) -> dict:
     spec = FeatureSpec.from_yaml(args.data / args.feature_spec_file, ("train", "test"))
     loaded = saved.load(args.load_checkpoint_path, spec, tables="extends")
     task_class, settings = for_family(args, loaded.variant)
-    report = Report(settings, runtime, task_class)
-    task = task_class(settings, spec, runtime, report.say)
+    settings = settings.replace(**task_class.for_data(settings, spec))
+    task = task_class(settings, spec, runtime, say if runtime.is_main else (lambda message: None))
+    report = Report(settings, runtime, task)
     torch.manual_seed(settings.seed)
     model, added = loaded.build(spec.table_sizes)
     if added:

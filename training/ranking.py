@@ -9,7 +9,8 @@ and the top K are compared with the targets:
 - HR@K: share of users with at least one target in the top K;
 - NDCG@K = DCG@K / IDCG@K, DCG = sum over hits of 1 / log2(position + 2) (positions from 0), IDCG the
   DCG of min(K, |targets|) hits in a row;
-- Recall@K = hits in the top K / min(K, |targets|).
+- Recall@K = hits in the top K / min(K, |targets|) (Liang et al. 2018, the VAE-CF protocol), or, for a user's
+  own split (`RankingSet.recall_of_all`), hits / |targets| (the full-ranking benchmarks: NGCF, LightGCN, SimpleX).
 With one target per user, the position of the target is the number of eligible items scoring >= it,
 the rule of the sampled protocol (`sampled.py`). Sums are all-reduced over ranks, then divided.
 `evaluate_at` scores once and reports several K, plus coverage@K: the share of candidate items that are
@@ -40,6 +41,7 @@ class RankingSet:
     targets: Lists        # what should rank high
     n_items: int
     total_users: int      # over all ranks
+    recall_of_all: bool = False  # Recall@K over all of a user's targets, not over min(K, |targets|)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -68,7 +70,7 @@ def ranked_hits(scores: torch.Tensor, targets: torch.Tensor, depth: int):
     return order, torch.gather(truth, 1, order).double(), truth.sum(dim=1)
 
 
-def sums_at(hits: torch.Tensor, n_target: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+def sums_at(hits: torch.Tensor, n_target: torch.Tensor, k: int, recall_of_all: bool = False) -> dict[str, torch.Tensor]:
     """Sums over the rows of hr, ndcg and recall at k, from `ranked_hits` of depth >= min(k, items)."""
     kk = min(k, hits.shape[1])
     discount = 1.0 / torch.log2(torch.arange(2, kk + 2, device=hits.device, dtype=torch.float64))
@@ -76,16 +78,17 @@ def sums_at(hits: torch.Tensor, n_target: torch.Tensor, k: int) -> dict[str, tor
     found = hits[:, :kk]
     return {"hr": (found.sum(dim=1) > 0).double().sum(),
             "ndcg": ((found * discount).sum(dim=1) / ideal).sum(),
-            "recall": (found.sum(dim=1) / n_target.clamp_max(k).clamp_min(1)).sum()}
+            "recall": (found.sum(dim=1) / (n_target if recall_of_all else n_target.clamp_max(k)).clamp_min(1)).sum()}
 
 
-def metric_sums(scores: torch.Tensor, targets: torch.Tensor, k: int, recall_at=()) -> dict[str, torch.Tensor]:
+def metric_sums(scores: torch.Tensor, targets: torch.Tensor, k: int, recall_at=(),
+                recall_of_all: bool = False) -> dict[str, torch.Tensor]:
     """Sums over the batch's users of hr, ndcg, recall at k and recall@r for each r; `targets` is CSR."""
     depth = min(max((k, *recall_at)), scores.shape[1])
     _, hits, n_target = ranked_hits(scores, targets, depth)
-    sums = sums_at(hits, n_target, k)
+    sums = sums_at(hits, n_target, k, recall_of_all)
     for r in recall_at:
-        sums[f"recall@{r}"] = sums_at(hits, n_target, r)["recall"]
+        sums[f"recall@{r}"] = sums_at(hits, n_target, r, recall_of_all)["recall"]
     return sums
 
 
@@ -106,7 +109,7 @@ def evaluate_ranking(score_users: ScoreUsers, data: RankingSet, candidates: torc
     keys = ["hr", "ndcg", "recall", *(f"recall@{r}" for r in recall_at)]
     sums = torch.zeros(len(keys), dtype=torch.float64, device=runtime.device)
     for scores, targets in scored_batches(score_users, data, candidates, batch_users):
-        batch = metric_sums(scores, targets, k, recall_at)
+        batch = metric_sums(scores, targets, k, recall_at, data.recall_of_all)
         sums += torch.stack([batch[key] for key in keys])
     *totals, users = runtime.sum(*sums.tolist(), float(len(data)))
     seconds = time.perf_counter() - begin
@@ -129,7 +132,7 @@ def evaluate_at(score_users: ScoreUsers, data: RankingSet, candidates: torch.Ten
         order, hits, n_target = ranked_hits(scores, targets, depth)
         recommendable = torch.isfinite(torch.gather(scores, 1, order))  # fewer eligible items than K: no filler
         for j, k in enumerate(ks):
-            for m, value in sums_at(hits, n_target, k).items():
+            for m, value in sums_at(hits, n_target, k, data.recall_of_all).items():
                 sums[m, k] += value
             shown[j, order[:, :k][recommendable[:, :k]]] = True
     *totals, users = runtime.sum(*(v.item() for v in sums.values()), float(len(data)))

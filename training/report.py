@@ -24,7 +24,8 @@ FEW_SERIES = 100  # test series (or held-out users) below which the summary warn
 
 class Report:
     def __init__(self, settings, runtime: Runtime, task):
-        """`task`: the run's task class (its unit, metrics and loss parts name what is shown)."""
+        """`task`: the run's task (its unit, metrics and loss parts name what is shown; it may choose its metrics
+        from the data, e.g. Recall@K on a user's own split)."""
         self.settings, self.runtime, self.task = settings, runtime, task
         self.history: list[dict] = []
         self.baselines: dict = {}

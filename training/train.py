@@ -123,17 +123,18 @@ class Trainer:
         # --init_from continues someone's model: its architecture wins over the flags.
         self.init = saved.load(settings.init_from, spec, tables="extends", what=f"--init_from {settings.init_from}") \
             if settings.init_from else None
+        settings = settings.replace(**task_class.for_data(settings, spec))
         batch = task_class.batch(settings, spec, runtime.world)
         for note in batch.notes:
             self.say(note)
         self.settings = settings = settings.replace(batch_size=batch.total)
-        self.report = Report(settings, runtime, task_class)
-        if self.carved is not None:
-            self.report.validation = self.carved.what
         shown = dict.fromkeys(("model", "epochs", "batch_size", "learning_rate", *task_class.defaults, "optimizer", "seed",
                                "amp"))
         self.say("settings: " + settings.describe(tuple(shown)))
         self.task = task = task_class(settings, spec, runtime, self.say)
+        self.report = Report(settings, runtime, task)
+        if self.carved is not None:
+            self.report.validation = self.carved.what
         self.splits = [] if settings.no_eval else [s for s in ("validation", "test") if s in spec.source_spec]
         self.selection = Selection("validation" if "validation" in self.splits else None, task.selection_metric)
         if not self.splits and not settings.no_eval:

@@ -3,6 +3,8 @@
 
 As the NCF paper tuned: one positive per user leaves train for validation (the latest where the spec has a
 timestamp channel, else a seeded random one), with its own sampled negatives as many as the test series have.
+A user's own split (`etl prepare --test-input`, ranked against the whole catalogue) gives a seeded
+GIVEN_VALIDATION_SHARE of each user's train positives to validation instead (at least one, never the last).
 For the lists layout, held-out users leave train, each list split into fold-in and target as the ETL does.
 The rules are the ETL's (`contract/holdout.py`). The result is a FeatureSpec in a temporary folder whose train
 and validation mappings are the carved ones and whose other mappings are the original files; `close()` removes it.
@@ -35,6 +37,8 @@ from contract.holdout import (
 
 VALIDATION_STREAM = 2  # negatives drawn independently of the ETL's test (0) and validation (1) streams
 _USERS_SALT = 0x43415256  # the carved held-out users' stream
+_GIVEN_SALT = 0x47495645  # the order of each user's items when carving from a given split
+GIVEN_VALIDATION_SHARE = 0.1  # of each user's train positives, when a given split comes without validation
 
 
 @dataclass
@@ -67,8 +71,40 @@ def _write(folder: Path, name: str, table: pa.Table, features) -> dict:
     return {"type": "parquet", "features": list(features), "files": [str(path)]}
 
 
+def carve_given(spec: FeatureSpec, seed: int) -> Carved:
+    """GIVEN_VALIDATION_SHARE of the train positives of each user with two or more (rounded, at least one, never
+    all), chosen by a seeded hash of (user, item): validation positives ranked against the whole catalogue."""
+    user, item, label = spec.user_feature, spec.item_feature, spec.label_feature
+    train = spec.read("train", [user, item, label])
+    positive = train[label].to_numpy() > 0
+    u, i = train[user].to_numpy(np.int64), train[item].to_numpy(np.int64)
+    order = np.lexsort((hash_of(seed, _GIVEN_SALT, u, i), u))  # each user's rows in a seeded random order
+    rank = np.empty(len(u), np.int64)
+    sorted_users = u[order]
+    starts = np.searchsorted(sorted_users, sorted_users)  # first row of each row's user, in that order
+    rank[order] = np.arange(len(u)) - starts
+    per_user = np.bincount(u[positive], minlength=spec.user_cardinality)
+    share = np.where(per_user >= 2, np.clip(np.round(GIVEN_VALIDATION_SHARE * per_user), 1, per_user - 1), 0)
+    # rank counts every row of the user; only positives leave (train rows are positives in the ETL's output)
+    held = positive & (rank < share[u])
+    if not held.any():
+        raise UserError("the data has no validation mapping and no user has two train positives to carve one "
+                        "from: pass --no_eval, or add a validation mapping")
+    features = [user, item, label]
+    folder = scratch_dir("carved-validation")
+    mappings = {name: [_write(folder, name, pa.Table.from_pandas(train.loc[rows, features], preserve_index=False),
+                              features)] for name, rows in (("train", ~held), ("validation", held))}
+    what = (f"validation carved from train: a seeded {GIVEN_VALIDATION_SHARE:.0%} of each user's train positives "
+            f"(--seed {seed}; users with 2+), {int(held.sum()):,} pairs of {len(np.unique(u[held])):,} users, "
+            "out of training")
+    return Carved(_derived(spec, folder, mappings), what, folder)
+
+
 def carve_pairs(spec: FeatureSpec, seed: int) -> Carved:
-    """One positive per user with at least two train positives, and its negatives; the rest stay in train."""
+    """One positive per user with at least two train positives, and its negatives; the rest stay in train.
+    A user's own split: `carve_given`."""
+    if spec.given_split:
+        return carve_given(spec, seed)
     user, item, label = spec.user_feature, spec.item_feature, spec.label_feature
     time = (spec.channel_spec.get("timestamp_ch") or [None])[0]
     train = spec.read("train", [user, item, label] + ([time] if time else []))

@@ -6,6 +6,8 @@ the user has: train positives and known interactions, and for test also the vali
 model is given the same information, the user's train positives: models that read a history fold them
 in (Mult-VAE, EASE); the others score from what they were trained on (NeuMF's user row, TopPop).
 Where users x items is too large, a seeded sample of the test users is evaluated (on both splits).
+The training loop ranks a user's own split (`etl prepare --test-input`) the same way, each rank its share
+of the users (`shard`).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ class HeldOutPairs:
 
     @property
     def sampled(self) -> bool:
-        return len(self.splits["test"]) < self.test_users
+        return self.splits["test"].total_users < self.test_users
 
 
 def _keys(spec: FeatureSpec, mapping: str, positives_only: bool) -> np.ndarray:
@@ -62,9 +64,10 @@ def sample_users(users: np.ndarray, max_users: int | None, seed: int) -> np.ndar
 
 
 def load_heldout_pairs(spec: FeatureSpec, runtime: Runtime, max_users: int | None = None,
-                       seed: int = 0) -> HeldOutPairs:
-    """The protocol's data from a pairs-layout FeatureSpec with validation and test mappings; one process."""
-    missing = [m for m in SPLITS if m not in spec.source_spec]
+                       seed: int = 0, splits=SPLITS, shard: bool = False) -> HeldOutPairs:
+    """The protocol's data from a pairs-layout FeatureSpec with validation and test mappings (`splits`); with
+    `shard`, each rank's ranking sets hold its share of the users (one process otherwise)."""
+    missing = [m for m in splits if m not in spec.source_spec]
     if spec.is_lists or missing:
         what = "the lists layout" if spec.is_lists else f"no {' or '.join(missing)} mapping"
         raise UserError(f"{spec.base_directory} holds {what}: comparing the families needs the pairs layout with "
@@ -74,19 +77,24 @@ def load_heldout_pairs(spec: FeatureSpec, runtime: Runtime, max_users: int | Non
     if len(train) == 0:
         raise UserError(f"source_spec.train of {spec.base_directory} has no rows")
     known = _keys(spec, "known", False) if "known" in spec.source_spec else np.zeros(0, np.int64)
-    held = {split: _keys(spec, split, positives_only=True) for split in SPLITS}
-    test_users = np.unique(held["test"] // n_items)
+    held = {split: _keys(spec, split, positives_only=True) for split in splits}
+    test_users = np.unique(held[splits[-1]] // n_items)
     chosen = sample_users(test_users, max_users, seed)
-    splits = {}
-    for split in SPLITS:
+    sets = {}
+    for split in splits:
         users = np.intersect1d(np.unique(held[split] // n_items), chosen)
         if len(users) == 0:
             raise UserError(f"source_spec.{split} of {spec.base_directory} has no positive of an evaluated user")
-        # what the user has at that point: train, known, and at test time the validation positive
-        have = np.unique(np.concatenate([train, known] + ([held["validation"]] if split == "test" else [])))
-        splits[split] = RankingSet(torch.from_numpy(users).to(device), Lists.from_keys(train, users, n_items, device),
-                                   Lists.from_keys(have, users, n_items, device),
-                                   Lists.from_keys(held[split], users, n_items, device), n_items, len(users))
+        total = len(users)
+        if shard:
+            users = np.array_split(users, runtime.world)[runtime.rank]
+        # what the user has at that point: train, known, and at test time the validation positives
+        have = np.unique(np.concatenate([train, known] + ([held["validation"]] if split == "test" and
+                                                          "validation" in held else [])))
+        sets[split] = RankingSet(torch.from_numpy(users).to(device), Lists.from_keys(train, users, n_items, device),
+                                 Lists.from_keys(have, users, n_items, device),
+                                 Lists.from_keys(held[split], users, n_items, device), n_items, total,
+                                 recall_of_all=spec.given_split)
     counts = torch.from_numpy(np.bincount(train % n_items, minlength=n_items)).to(device)
-    return HeldOutPairs(Lists.from_keys(train, np.arange(n_users), n_items, device), counts, splits,
+    return HeldOutPairs(Lists.from_keys(train, np.arange(n_users), n_items, device), counts, sets,
                         len(test_users), spec.first_index)

@@ -80,6 +80,12 @@ class Task(ABC):
         """Refuse values of the family's flags that cannot work (its defaults are in `defaults`)."""
 
     @classmethod
+    def for_data(cls, settings, spec: FeatureSpec) -> dict:
+        """Settings the data decides (e.g. --eval auto), as {flag: value} for `settings.replace`; said with the
+        rest of the settings on the run's first lines."""
+        return {}
+
+    @classmethod
     def drive(cls, settings, fit: Callable) -> dict:
         """The run: `fit(settings)` trains once through the one loop and returns its summary. A family whose
         recipe is several runs (NeuMF's --pretrain) drives the loop several times here."""

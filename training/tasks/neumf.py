@@ -34,15 +34,17 @@ class NeuMFTask(PairsTask):
                                f"({MF_STEPS_PER_EPOCH} for mf)",
                  "valid_batch_size": "samples", "layers": "MLP layer sizes", "threshold": "HR@K",
                  "dropout": "MLP dropout", "l2": "L2 on the embedding rows each batch uses (squared norms, batch mean)",
-                 "eval": "K among each series' sampled negatives (DLE NCF, epochs and test), full ranking of the chosen "
-                         "model against the whole catalogue at the end, or both"}
+                 "eval": "auto: on a given split (etl prepare --test-input) every user's validation and test items "
+                         "ranked against the whole catalogue, epochs chosen on Recall@K; else sampled: K among each "
+                         "series' sampled negatives (DLE NCF, epochs and test); full: the chosen model's test "
+                         "positives ranked against the whole catalogue instead; both: both test protocols"}
     recipe = "DLE NCF on ml-20m: -b 1048576 -l 0.0045 --beta1 0.25 --beta2 0.5 --layers 256 256 128 64"
     # Chosen on validation of real MovieLens (the NCF ml-1m split, ml-100k) against the earlier
     # -f 32 --layers 128 64 32 -n 4 --l2 0: a wider model, regularised, with more negatives per positive
     # (bench/NOTES.md, "Tuning on real MovieLens"); the batch is sized to the data (batch_size_for).
     FACTORS, NEGATIVES = 64, 8
     defaults = {"epochs": 10, "learning_rate": 0.005, "layers": [256, 128, 64], "dropout": 0.0, "topk": 10,
-                "valid_batch_size": 2**18, "l2": 1e-4, "eval": "sampled",
+                "valid_batch_size": 2**18, "l2": 1e-4, "eval": "auto",
                 "factors": FACTORS, "negative_samples": NEGATIVES, "pretrain": False}
     # mf: longer, with smaller steps and an L2 that binds (its head is fixed); chosen on validation of the NCF
     # ml-1m split, ml-100k and the ml-1m pairs (bench/NOTES.md, "A dot product: --model mf")

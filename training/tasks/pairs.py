@@ -2,7 +2,9 @@
 positives with their uniform negatives drawn on the device, -b sized to the data, micro-batches of whole
 positives, DLE's sampled evaluation (each series' positive among its sampled negatives) on validation and test,
 and with --eval full|both the chosen model's full-catalogue ranking of each test positive against every item its
-user does not have, with the popularity baseline under the same protocols.
+user does not have, with the popularity baseline under the same protocols. A user's own split
+(`etl prepare --test-input`: several test positives per user, no sampled negatives) is ranked against the
+whole catalogue on validation and test alike, and epochs are chosen on validation Recall@K.
 
 A pairs family subclasses `PairsTask` and brings its flags, architecture, model, loss and all-items scoring.
 """
@@ -14,6 +16,7 @@ import torch
 from contract.errors import UserError
 
 from ..data.carve import carve_pairs
+from ..data.heldout_pairs import load_heldout_pairs
 from ..data.pairs import TrainStream
 from ..data.popularity import checked_item_counts
 from ..data.test_series import load_test_series
@@ -30,6 +33,9 @@ STEPS_PER_EPOCH = 64
 MIN_BATCH, MAX_BATCH = 2**10, 2**20
 # Mappings whose pairs a user already has in full ranking; test negatives are sampled, so only its positives count.
 KNOWN_MAPPINGS = ("train", "validation", "known")
+# A user's own split: figures at the run's -k, and Recall at the benchmarks' other cutoffs.
+GIVEN_METRICS = ("recall", "ndcg", "hr")
+RECALL_AT = (20, 50)
 
 
 def batch_size_for(train_positives: int, negatives: int, steps_per_epoch: int = STEPS_PER_EPOCH) -> int:
@@ -63,7 +69,7 @@ class PairsTask(Task):
     eval_unit = "samples"
     selection_metric = "hr"
     shown_metrics = ("hr", "ndcg")
-    protocols = ("sampled", "full", "both")
+    protocols = ("auto", "sampled", "full", "both")
 
     @classmethod
     def steps_per_epoch(cls, settings) -> int:
@@ -74,11 +80,28 @@ class PairsTask(Task):
         super().__init__(args, spec, runtime, say)
         self.counts = torch.from_numpy(checked_item_counts(spec)).to(runtime.device)
         self._series: dict = {}
+        self.given = spec.given_split
+        if self.given:
+            self.selection_metric = "recall"
+            self.recall_at = tuple(r for r in RECALL_AT if r != args.topk)
+            self.shown_metrics = GIVEN_METRICS + tuple(f"recall@{r}" for r in self.recall_at)
 
     def describe(self, model) -> str:
         sizes = self.spec.table_sizes
         variant = getattr(model, "variant", self.args.model)  # NeuMF's may come from a checkpoint, not --model
         return f"{variant} for users/items {sizes['users']:,}/{sizes['items']:,}"
+
+    @classmethod
+    def for_data(cls, settings, spec) -> dict:
+        """--eval auto: full ranking on a user's own split (it has no sampled negatives), else DLE's sampled
+        protocol."""
+        if spec.given_split:
+            if settings.eval in ("sampled", "both"):
+                raise UserError(f"--eval {settings.eval}: {spec.base_directory} is a given split (etl prepare "
+                                "--test-input) with no sampled negatives to rank among; its users' items are ranked "
+                                "against the whole catalogue (--eval full, or auto)")
+            return {"eval": "full"}
+        return {"eval": "sampled"} if settings.eval == "auto" else {}
 
     # ---- training ----------------------------------------------------------------------------
     @classmethod
@@ -108,7 +131,25 @@ class PairsTask(Task):
             self._series[split] = load_test_series(self.spec, self.runtime, split)
         return self._series[split]
 
+    def heldout(self, split: str):
+        """A given split's ranking set (validation or test), this rank's share of its users."""
+        if "heldout" not in self._series:
+            splits = tuple(s for s in ("validation", "test") if s in self.spec.source_spec)
+            self._series["heldout"] = load_heldout_pairs(self.spec, self.runtime, splits=splits, shard=True)
+        return self._series["heldout"].splits[split]
+
+    def rank_all(self, score_users, split: str) -> dict:
+        return evaluate_ranking(score_users, self.heldout(split), self.candidates(self.counts, self.spec.first_index),
+                                self.args.topk, max(1, self.args.valid_batch_size // self.spec.item_cardinality),
+                                self.runtime, self.recall_at)
+
     def evaluate(self, model, split: str) -> dict:
+        if self.given:
+            was_training = model.training
+            model.eval()
+            result = self.rank_all(lambda users, fold_in: self.score_users_amp(model, users), split)
+            model.train(was_training)
+            return result
         if self.args.eval == "full" and split == "test":
             return {}  # only the full-ranking protocol was asked for
         was_training = model.training
@@ -118,10 +159,15 @@ class PairsTask(Task):
         return result
 
     def evaluated(self, split: str) -> int:
+        if self.given:
+            return self.heldout(split).total_users
         return self.ranking_set().total_users if self.args.eval == "full" and split == "test" else \
             self.series(split).total_series
 
     def baseline(self, split: str) -> dict:
+        if self.given:
+            result = self.rank_all(popularity_scores(self.counts), split)
+            return {key: value for key, value in result.items() if not key.startswith("eval_")}
         result = {} if self.args.eval == "full" and split == "test" else \
             evaluate_popularity(self.counts, self.series(split), self.args.topk, self.runtime)
         if split == "test" and self.args.eval != "sampled":
@@ -131,7 +177,7 @@ class PairsTask(Task):
         return result
 
     def extra_test(self, model) -> dict:
-        if self.args.eval == "sampled":
+        if self.args.eval == "sampled" or self.given:  # a given split's test is already the full ranking
             return {}
         was_training = model.training
         model.eval()
