@@ -141,3 +141,29 @@ def truncated_vocabulary(workflow_dir: Path, copy: Path) -> Path:
     vocab = copy / "categories" / "unique.item_id.parquet"
     vocab.write_bytes(vocab.read_bytes()[: vocab.stat().st_size // 2])
     return copy
+
+
+def write_given_split(folder: Path, users=60, items=40, train_per_user=8, test_per_user=3, seed=0) -> Path:
+    """A user's own split as the training side reads it (encoded parquet, metadata.protocol.split given): each
+    user likes the items of one residue class mod 4, some in train and others in test (several per user)."""
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "test": []}
+    for user in range(users):
+        liked = rng.permutation([i for i in range(items) if i % 4 == user % 4])
+        parts["train"] += [(user, int(i)) for i in liked[:train_per_user]]
+        parts["test"] += [(user, int(i)) for i in liked[train_per_user:train_per_user + test_per_user]]
+    features = ["user_id", "item_id", "label"]
+    for name, rows in parts.items():
+        (folder / name).mkdir(parents=True)
+        frame = pd.DataFrame(rows, columns=features[:2]).assign(label=np.float32(1))
+        frame.to_parquet(folder / name / "part_00000.parquet", index=False)
+    spec = {
+        "feature_spec": {"user_id": {"dtype": "torch.int64", "cardinality": users},
+                         "item_id": {"dtype": "torch.int64", "cardinality": items}, "label": {"dtype": "torch.float32"}},
+        "source_spec": {name: [{"type": "parquet", "features": features, "files": [f"{name}/part_00000.parquet"]}]
+                        for name in parts},
+        "channel_spec": {"user_ch": ["user_id"], "item_ch": ["item_id"], "label_ch": ["label"]},
+        "metadata": {"protocol": {"split": "given"}},
+    }
+    (folder / "feature_spec.yaml").write_text(json.dumps(spec))  # JSON is YAML
+    return folder

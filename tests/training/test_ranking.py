@@ -30,30 +30,31 @@ def lists(rows):
                                                                                      dtype=torch.int64))
 
 
-def reference(scores, targets, k):
-    """The definitions, one user at a time: items by score, a target after every non-target of equal score."""
+def reference(scores, targets, k, of_all=False):
+    """The definitions, one user at a time: items by score, a target after every non-target of equal score.
+    Recall over min(k, |targets|) (Liang et al.), or over |targets| (`of_all`: NGCF, LightGCN, SimpleX)."""
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i in targets))
     top = order[:k]
     dcg = sum(1 / math.log2(r + 2) for r, i in enumerate(top) if i in targets)
     idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(targets))))
     hits = sum(i in targets for i in top)
-    return {"hr": float(hits > 0), "ndcg": dcg / idcg, "recall": hits / min(k, len(targets))}
+    return {"hr": float(hits > 0), "ndcg": dcg / idcg, "recall": hits / (len(targets) if of_all else min(k, len(targets)))}
 
 
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 12), st.integers(5, 60), st.sampled_from([1, 3, 10, 100]),
-       st.booleans())
-def test_sums_match_the_reference(seed, users, n_items, k, ties):
+       st.booleans(), st.booleans())
+def test_sums_match_the_reference(seed, users, n_items, k, ties, of_all):
     rng = np.random.default_rng(seed)
     scores = (rng.integers(0, 4, (users, n_items)) if ties else rng.permutation(users * n_items).reshape(users, n_items))
     scores = scores.astype(np.float64)
     targets = [sorted(rng.choice(n_items, rng.integers(1, n_items + 1), replace=False).tolist()) for _ in range(users)]
-    sums = metric_sums(torch.from_numpy(scores), csr(targets, n_items), k, recall_at=(2, 5))
-    expected = [reference(scores[u].tolist(), set(targets[u]), k) for u in range(users)]
+    sums = metric_sums(torch.from_numpy(scores), csr(targets, n_items), k, recall_at=(2, 5), recall_of_all=of_all)
+    expected = [reference(scores[u].tolist(), set(targets[u]), k, of_all) for u in range(users)]
     for key in ("hr", "ndcg", "recall"):
         assert math.isclose(sums[key].item(), sum(e[key] for e in expected), rel_tol=1e-9, abs_tol=1e-12), key
     for r in (2, 5):
-        want = sum(reference(scores[u].tolist(), set(targets[u]), r)["recall"] for u in range(users))
+        want = sum(reference(scores[u].tolist(), set(targets[u]), r, of_all)["recall"] for u in range(users))
         assert math.isclose(sums[f"recall@{r}"].item(), want, rel_tol=1e-9, abs_tol=1e-12)
 
 
