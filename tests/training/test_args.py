@@ -24,10 +24,10 @@ def test_dle_vae_cf_spellings_are_aliases_of_the_shared_flags():
 
 @pytest.mark.parametrize("variant, expected", [
     ("neumf", {"epochs": 10, "learning_rate": 0.005, "topk": 10, "dropout": 0.0, "layers": (256, 128, 64),
-               "batch_size": None, "factors": 64, "negative_samples": 8, "l2": 1e-4, "eval": "sampled"}),
+               "batch_size": None, "factors": 64, "negative_samples": 8, "l2": 1e-4, "eval": "auto"}),
     # mf: the family's defaults, with its own epochs, learning rate and L2 over them
     ("mf", {"epochs": 30, "learning_rate": 0.001, "topk": 10, "dropout": 0.0, "layers": (256, 128, 64),
-            "batch_size": None, "factors": 64, "negative_samples": 8, "l2": 1e-3, "eval": "sampled"}),
+            "batch_size": None, "factors": 64, "negative_samples": 8, "l2": 1e-3, "eval": "auto"}),
     ("multvae", {"epochs": 60, "learning_rate": 0.001, "topk": 100, "dropout": 0.5, "layers": (600, 200),
                  "batch_size": None, "activation": "tanh", "total_anneal_steps": 2000, "eval": "full"}),
 ])
