@@ -54,11 +54,21 @@ def exclude(scores: torch.Tensor, seen: torch.Tensor, candidates: torch.Tensor) 
     return scores
 
 
+def order_key(scores: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """One int64 per (row, item) that orders as the protocol does: score (in float32) descending, then a
+    non-target before a target of equal score (ties against the model), then the lower item index first.
+    The float's bits are made monotone as a signed integer and placed above the two tie-breakers, so that
+    `topk` on the key is the pessimistic order without sorting whole rows."""
+    bits = scores.float().contiguous().view(torch.int32)
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()  # negative floats: order reversed by the flip
+    columns = torch.arange(scores.shape[1], device=scores.device, dtype=torch.int64)
+    return (bits << 32) | ((~truth).long() << 31) | (2**31 - 1 - columns)
+
+
 def pessimistic_order(scores: torch.Tensor, truth: torch.Tensor, k: int) -> torch.Tensor:
-    """Column indices of each row's k best items, a target placed after every non-target of equal score."""
-    targets_last = torch.sort(truth.to(torch.uint8), dim=1, stable=True).indices
-    by_score = torch.sort(torch.gather(scores, 1, targets_last), dim=1, descending=True, stable=True).indices[:, :k]
-    return torch.gather(targets_last, 1, by_score)
+    """Column indices of each row's k best items, a target placed after every non-target of equal score (ties
+    between non-targets or between targets: the lower index first). Top-k selection, not a sort of each row."""
+    return torch.topk(order_key(scores, truth), k, dim=1, sorted=True).indices
 
 
 def ranked_hits(scores: torch.Tensor, targets: torch.Tensor, depth: int):
