@@ -59,6 +59,8 @@ def planted() -> dict[str, pd.DataFrame]:
             test.append((user, items[8], 5.0))  # rated below the rule in train
             test.append((user, _item(200 + u), 1.0))  # below the rule in test (and an unseen item)
             test.append((user, items[3], 1.0))  # below the rule in test, a train positive too
+    pairs = {(user, item) for user, item, _ in train + test}
+    test += [(_user(u), train[0][1], 1.0) for u in range(5, 30, 5) if (_user(u), train[0][1]) not in pairs]  # below
     train.append(train[0])  # a repeated train row
     test += [(UNSEEN_USER, _item(1), 5.0), (UNSEEN_USER, UNSEEN_ITEM, 5.0), (_user(2), UNSEEN_ITEM, 5.0)]
     valid += [(UNSEEN_USER, _item(2), 4.0)]
@@ -368,3 +370,23 @@ def test_the_python_entry_point_takes_the_same_split(tmp_path, small):
     assert "validation_rows" not in stats and set(stats["files"]) == {"test"}
     assert not (tmp_path / "data" / "validation").exists()
     assert FeatureSpec.from_yaml(tmp_path / "data").given_split
+
+
+def test_integer_test_ids_meet_a_train_file_of_string_ids_as_text(capsys, tmp_path):
+    train = tmp_path / "train.csv"  # one id that is not a number: every id of the file is read as text
+    pd.DataFrame({"userId": ["1000", "1000", "1003", "x9"], "movieId": ["7", "8", "7", "8"]}).to_csv(train, index=False)
+    test = tmp_path / "test.txt"
+    test.write_text("1000 8 9\n1003 8\n")  # integers: as text they are train's ids
+    out = tmp_path / "data"
+    assert main(["prepare", "--input", str(train), "--test-input", str(test), "--output", str(out), "--quiet"]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats["files"]["test"]["format"] == "lines" and stats["files"]["test"]["oov_item_rows"] == 1
+    assert _pairs(_decoded(out, "test")) == {("1003", "8")}  # ("1000", "8") is a train positive
+    assert stats["files"]["test"]["in_train_dropped"] == 1
+
+
+def test_refuses_text_test_ids_against_a_train_file_of_integer_ids(capsys, tmp_path, small):
+    test = tmp_path / "test.csv"
+    pd.DataFrame({"userId": ["1000", "u1"], "movieId": ["50007", "50014"]}).to_csv(test, index=False)
+    message = _refused(capsys, tmp_path, small, "--test-input", test)
+    assert f"{test} has ids that are not integers" in message and str(small["train"]) in message
