@@ -1,4 +1,10 @@
-"""python -m etl {synthetic,download,prepare,transform} ..."""
+"""python -m etl {synthetic,download,prepare,transform} ...
+
+`prepare --input TRAIN --test-input TEST [--validation-input VALID]` prepares a given split (the user's own
+files, e.g. a benchmark's train.txt/test.txt in the per-user `lines` format): the workflow is fitted on TRAIN
+only and applied to the others; their rows with unseen users or items, pairs already in train and repeats are
+counted, said and dropped; test and validation hold positive pairs only (no sampled negatives).
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +18,11 @@ from .readers import FORMATS, ColumnNames
 
 
 def _add_columns(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--format", default="auto", choices=FORMATS,
+                   help="auto: from the name, and for a headerless .txt/.csv/.tsv of integers of varying lengths (or "
+                        "more than 4 per line), lines; lines: one line per user, `user item item ...` separated by "
+                        "whitespace (LightGCN/NGCF/SimpleX/UltraGCN's train.txt, test.txt). prepare --test-input: "
+                        "auto detects each file's format on its own; a named one applies to every file")
     p.add_argument("--user-col", default="userId", help="user id column of a generic CSV/parquet")
     p.add_argument("--item-col", default="movieId", help="item id column of a generic CSV/parquet")
     p.add_argument("--timestamp-col", default="timestamp")
@@ -41,8 +51,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=("ml-100k", "ml-1m", "ml-20m", "ml-25m"))
     p.add_argument("--dest", default="data/raw")
 
-    p = sub.add_parser("prepare", help="raw ratings -> train/test parquet + feature_spec.yaml + workflow")
-    p.add_argument("--input", required=True, help="MovieLens zip/folder/file, or any CSV/parquet")
+    p = sub.add_parser("prepare", help="raw ratings -> train/test parquet + feature_spec.yaml + workflow",
+                       description="Raw ratings -> DATA_DIR: train/test(/validation/known) parquet, feature_spec.yaml, "
+                                   "stats.json and the fitted workflow. Either one input split by time (each user's "
+                                   "latest positive held out, with sampled negatives) or by users (--split users), "
+                                   "or a given split: --input TRAIN --test-input TEST [--validation-input VALID].")
+    p.add_argument("--input", required=True, help="MovieLens zip/folder/file, or any CSV/parquet/lines file; with "
+                                                  "--test-input, the train file (the workflow is fitted on it only)")
+    p.add_argument("--test-input", help="a given split's test file (any format --input takes): encoded with the "
+                                        "workflow fitted on --input; rows with a user or item --input lacks, pairs "
+                                        "that are train interactions and repeats are counted, said and dropped; the "
+                                        "rest are positive test pairs, several per user, ranked against every item "
+                                        "(no sampled negatives); --negatives and --validation do not apply")
+    p.add_argument("--validation-input", help="with --test-input: the given split's validation file, treated as the "
+                                              "test file is; its pairs that are also test pairs are dropped from it")
     p.add_argument("--output", required=True, help="DATA_DIR to create")
     fit = p.add_mutually_exclusive_group()
     fit.add_argument("--workflow-dir", help="where to save the fitted workflow (default: OUTPUT/workflow)")
@@ -52,9 +74,11 @@ def parser() -> argparse.ArgumentParser:
                                                        "and items (appended after its indices, so data it encoded "
                                                        "stays valid) instead of dropping their rows; the grown "
                                                        "workflow is saved in OUTPUT/workflow")
-    p.add_argument("--negatives", type=int, default=100, help="verified negatives per test series")
-    p.add_argument("--validation", action=argparse.BooleanOptionalAction, default=True,
-                   help="also hold out each user's second-latest positive as a validation series (default: on)")
+    p.add_argument("--negatives", type=int, help="verified negatives per test series (default: 100; not with "
+                                                 "--test-input)")
+    p.add_argument("--validation", action=argparse.BooleanOptionalAction,
+                   help="also hold out each user's second-latest positive as a validation series (default: on; not "
+                        "with --test-input, where --validation-input gives it)")
     p.add_argument("--min-rating", type=float, help="ratings >= R are positives; the others stay known to the "
                                                     "user, never recommended (default: every rating is a positive)")
     p.add_argument("--seed", type=int, default=0)
@@ -100,11 +124,20 @@ def run(args) -> None:
 
         print(download(args.name, args.dest))
     elif args.command == "prepare":
+        from contract.errors import UserError
+
         from .prepare import PrepareConfig, prepare
 
+        if args.test_input is not None:
+            for flag, value in (("--negatives", args.negatives), ("--validation/--no-validation", args.validation)):
+                if value is not None:
+                    raise UserError(f"{flag} shapes a split made here; --test-input gives the split (positives only, "
+                                    "no sampled negatives; validation from --validation-input): leave it out")
         cfg = PrepareConfig(
             input=args.input, output=args.output, format=args.format, workflow_dir=args.workflow_dir,
-            workflow=args.workflow, grow=args.grow, negatives=args.negatives, validation=args.validation,
+            workflow=args.workflow, grow=args.grow, negatives=100 if args.negatives is None else args.negatives,
+            validation=args.validation is not False, test_input=args.test_input,
+            validation_input=args.validation_input,
             min_rating=args.min_rating, seed=args.seed,
             device=args.device, workers=args.workers, scheduler=args.scheduler, partitions=args.partitions,
             columns=_columns(args), overwrite=args.overwrite, quiet=args.quiet, split=args.split,

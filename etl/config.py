@@ -40,6 +40,9 @@ class PrepareConfig:
     quiet: bool = False
     split: str = "time"  # "users": the lists layout for VAE-CF (etl/lists.py)
     heldout_users: int | None = None  # --split users: validation users, and as many test users
+    # A given split (etl/given.py): `input` is the train file, these the user's own test (and validation) pairs.
+    test_input: Path | None = None
+    validation_input: Path | None = None
 
     @property
     def fitted_workflow_dir(self) -> Path | None:
@@ -51,6 +54,13 @@ class PrepareConfig:
     def __post_init__(self):
         self.input, self.output = Path(self.input), Path(self.output)
         self.workflow_dir = Path(self.workflow_dir) if self.workflow_dir else None
+        self.test_input = Path(self.test_input) if self.test_input is not None else None
+        self.validation_input = Path(self.validation_input) if self.validation_input is not None else None
+        if self.validation_input is not None and self.test_input is None:
+            raise UserError("--validation-input is part of a given split: name its test file with --test-input")
+        if self.test_input is not None and self.workflow is not None:
+            raise UserError("--test-input fits a new workflow on --input (the train file) and applies it to the test "
+                            "file; --workflow/--grow encode with a saved one instead: leave them out")
         if self.grow and self.workflow is None:
             raise UserError("--grow extends a saved workflow: name it with --workflow")
         if self.workflow is not None:

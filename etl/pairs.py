@@ -34,6 +34,20 @@ def write_partition(df, index: int, out: Path, item_cardinality: int, negatives:
     return counts
 
 
+def partition_count(encoded, partitions: int | None) -> int:
+    """--partitions, else the input's partition count rounded up to a multiple of PARTITION_MULTIPLE."""
+    return partitions or PARTITION_MULTIPLE * math.ceil(encoded.npartitions / PARTITION_MULTIPLE)
+
+
+def shuffle_by_user(encoded, npartitions: int, client):
+    """Every user's rows into one partition. One hash of the user id: frames shuffled into as many
+    partitions by the same scheduler put each user in the same partition (etl/given.py relies on it)."""
+    # The local scheduler's disk shuffle spills (100M rows: 2.3 GB peak RSS vs 4.9 GB in memory);
+    # a distributed cluster shuffles between its workers.
+    method = "disk" if client is None else "tasks"
+    return encoded.shuffle("user_id", npartitions=npartitions, shuffle=method)
+
+
 def holdout_rule(dataset, client) -> str:
     """"latest" where the timestamps tell interactions apart, else "random" (absent: all 0; or all one value)."""
     column = dataset.to_ddf()["timestamp"]
@@ -50,11 +64,7 @@ def split(cfg: PrepareConfig, workflow, dataset, cards: dict, out: Path, client,
                 "latest; name the column with --timestamp-col if it has another name")
     with log.stage("split", f"dedup, leave-{holdout}-out split, verified negatives, parquet"):
         encoded = encode(workflow, dataset)
-        nparts = cfg.partitions or PARTITION_MULTIPLE * math.ceil(encoded.npartitions / PARTITION_MULTIPLE)
-        # The local scheduler's disk shuffle spills (100M rows: 2.3 GB peak RSS vs 4.9 GB in memory);
-        # a distributed cluster shuffles between its workers.
-        method = "disk" if client is None else "tasks"
-        by_user = encoded.shuffle("user_id", npartitions=nparts, shuffle=method)
+        by_user = shuffle_by_user(encoded, partition_count(encoded, cfg.partitions), client)
         for name in SPLITS:
             (out / name).mkdir()
         import dask

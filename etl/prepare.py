@@ -8,6 +8,11 @@ workflow, the FeatureSpec and stats.json. With `workflow` set, the saved workflo
 instead of a newly fitted one (no refit): the split is made as usual, and rows with ids it has
 never seen are counted and dropped. With `grow` as well, the saved workflow's vocabularies are
 extended by those ids instead (etl/grow.py) and the grown workflow is saved with the data.
+
+With `test_input` (and `validation_input`) the split is the user's own files (etl/given.py, a branch of the
+pairs layout): the workflow is fitted on `input` (the train file) only and applied to the test and validation
+files, whose unseen ids, train pairs and repeats are counted, said and dropped; test and validation hold
+positive pairs only, ranked against the whole catalogue (`metadata.protocol.split: given`).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from dataclasses import replace
 from contract.atomic import atomic_dir
 from contract.errors import UserError
 
-from . import lists, pairs
+from . import given, lists, pairs
 from .backend import dask_client, resolve_device
 from .config import SCRATCH_FOLDER, WORKFLOW_FOLDER, Layout, PrepareConfig
 from .grow import grow, write_lineage
@@ -34,11 +39,13 @@ LAYOUTS = {"time": pairs.LAYOUT, "users": lists.LAYOUT}  # --split -> layout
 
 
 def layout(cfg: PrepareConfig) -> Layout:
+    if cfg.test_input is not None:
+        given.check(cfg)
     if cfg.split == "time" and cfg.heldout_users is not None:
         raise UserError("--heldout-users applies to --split users, not --split time")
     if cfg.split not in LAYOUTS:
         raise UserError(f"unknown --split {cfg.split!r}; choose time or users")
-    return LAYOUTS[cfg.split]
+    return given.LAYOUT if cfg.test_input is not None else LAYOUTS[cfg.split]
 
 
 def prepare(cfg: PrepareConfig) -> dict:
@@ -106,7 +113,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         log.say(f"grew {cfg.workflow}: {growth.added['users']:,} new users and {growth.added['items']:,} new items "
                 f"appended after its indices (user/item tables {before['users']:,}/{before['items']:,} -> "
                 f"{cards['user_id']:,}/{cards['item_id']:,}); the grown workflow is {workflow_dir}")
-    if stats["oov_rows_dropped"]:
+    if stats.get("oov_rows_dropped"):  # a given split says its test and validation files' own (etl/given.py)
         share = stats["oov_rows_dropped"] / stats["interactions"]
         log.say(f"note: {stats['oov_rows_dropped']:,} rows ({share:.1%}) have a user or item the workflow has never "
                 "seen: dropped (out-of-vocabulary)")

@@ -1,8 +1,15 @@
 """Raw interaction readers: MovieLens files/zips/folders, any CSV/TSV (gzipped or not) or parquet,
-and folders of such part files.
+folders of such part files, and the per-user `lines` format of the public full-ranking benchmarks.
 
 Every reader returns a Dask DataFrame with the columns of RAW_COLUMNS: raw user and
 item ids, an int64 timestamp and a float32 rating (1.0 when the source has none).
+
+`lines` (LightGCN/NGCF/SimpleX/UltraGCN's train.txt and test.txt): one line per user, `user item item ...`,
+whitespace-separated, no header; a line with a user and no items adds nothing. Ids are integers when the
+first lines' are (a later token that is not one is refused, naming its file and line), else strings.
+`--format auto` takes a .txt/.csv/.tsv file (or one without a suffix) for `lines` only where it cannot be a
+ratings file: no header, every token of its first lines an integer, and lines of different lengths or
+longer than a ratings row (user item rating timestamp); a headerless 2-4 column file stays ambiguous.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from dask.dataframe.io.csv import read_pandas
 from contract.errors import UserError
 
 RAW_COLUMNS = ["user_id", "item_id", "timestamp", "rating"]
-FORMATS = ("auto", "ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "csv", "parquet")
+FORMATS = ("auto", "ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "csv", "parquet", "lines")
 # The file that holds the ratings in each MovieLens release (also gzipped), and the format it implies.
 RATINGS_FILES = {"u.data": "ml-100k", "ratings.dat": "ml-1m", "ratings.csv": "ml-20m"}
 # Files a folder of parts may hold; one kind per folder.
@@ -30,6 +37,10 @@ PART_KINDS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")
 SEPARATORS = (",", "\t", ";", "|")  # detected from the header line, first wins a tie
 BLOCKSIZE = "32MB"  # ~1M rows per partition: both cores busy, bounded memory
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SAMPLE_LINES = 1000  # lines looked at to detect the lines format and whether its ids are integers
+RATINGS_ROW = 4  # user item rating timestamp: the most fields a headerless ratings row has
+LINE_SEPARATORS = (",", ";", "|")  # a `lines` token holding one is a field of a CSV row, not an id
+_INTEGER = re.compile(r"[+-]?\d+")
 
 
 class EmptyValues(UserError):
@@ -126,6 +137,8 @@ def _format_from_name(path: Path) -> str:
         return known
     if plain.suffix == ".parquet":
         return "parquet"
+    if plain.suffix in (".csv", ".tsv", ".txt", "") and _looks_like_lines(path):
+        return "lines"
     if plain.suffix in (".csv", ".tsv", ".txt"):
         return "csv"
     raise UserError(f"cannot tell the format of {path}; pass --format ({', '.join(FORMATS[1:])})")
@@ -146,6 +159,9 @@ def read_ratings(path: Path, fmt: str, columns: ColumnNames = ColumnNames(), typ
                           blocksize=_blocksize(files[0]), dtype={n: dtype.get(n, str) for n in names},
                           on_bad_lines="error")[["user_id", "item_id", "rating", "timestamp"]]
         numeric_ids = True
+    elif fmt == "lines":
+        numeric_ids = _lines_ids_look_numeric(files[0])
+        ddf = _read_lines(files, numeric_ids and typed)
     elif fmt == "parquet":
         ddf = _read_named(files, "parquet", columns, typed)
         numeric_ids = all(pd.api.types.is_integer_dtype(ddf[c].dtype) for c in ("user_id", "item_id"))
@@ -196,6 +212,83 @@ def _first_field_is_a_number(path: Path) -> bool:
     with opener(path, "rt", encoding="utf-8", errors="replace") as f:
         line = f.readline(1 << 16).lstrip("\ufeff")
     return bool(re.match(r"\s*-?\d+\s*(::|\t|,|;|\|)", line))
+
+
+def _opener(path: Path):
+    return gzip.open if path.name.endswith(".gz") else open
+
+
+def _sample_lines(path: Path) -> list[list[str]]:
+    """The tokens of the first SAMPLE_LINES non-blank lines."""
+    sample = []
+    with _opener(path)(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+        for line in f:
+            if tokens := line.split():
+                sample.append(tokens)
+                if len(sample) == SAMPLE_LINES:
+                    break
+    return sample
+
+
+def _looks_like_lines(path: Path) -> bool:
+    """The per-user lines format where nothing else fits: no header, integer tokens only, and lines of
+    different lengths or longer than a ratings row (a constant 2-4 integers could be ratings rows)."""
+    sample = _sample_lines(path)
+    if not sample or not all(_INTEGER.fullmatch(token) for tokens in sample for token in tokens):
+        return False
+    lengths = {len(tokens) for tokens in sample}
+    return len(lengths) > 1 or lengths.pop() > RATINGS_ROW
+
+
+def _lines_ids_look_numeric(path: Path) -> bool:
+    """Integer ids where the first lines hold integers only; anything else keeps every id a string."""
+    return all(_INTEGER.fullmatch(token) for tokens in _sample_lines(path) for token in tokens)
+
+
+def _read_lines(files: list[Path], numeric: bool) -> dd.DataFrame:
+    """`user item item ...` lines into one (user, item) row per item; blocks split at line ends."""
+    from dask import delayed
+    from dask.bytes import read_bytes
+
+    _, blocks = read_bytes([str(f) for f in files], delimiter=b"\n", blocksize=_blocksize(files[0]), sample=False,
+                           compression="infer")
+    meta = _parse_lines_block(b"", numeric)
+    parts = [delayed(_parse_lines_block)(block, numeric) for per_file in blocks for block in per_file]
+    return dd.from_delayed(parts, meta=meta, verify_meta=False)
+
+
+def _parse_lines_block(block: bytes, numeric: bool) -> pd.DataFrame:
+    """One block of whole lines. A bad line raises ValueError; `refuse_bad_lines` then names it."""
+    users, items = [], []
+    for line in block.decode("utf-8-sig").split("\n"):
+        user, *rest = line.split() or [None]
+        if any(sep in line for sep in LINE_SEPARATORS):
+            raise ValueError("a lines token holds a CSV separator")
+        users.extend([user] * len(rest))
+        items.extend(rest)
+    dtype = np.int64 if numeric else object
+    # str -> int64 parses exactly and raises on fractions, words and values past int64
+    ids = {"user_id": np.array(users, dtype=str if numeric else object).astype(dtype),
+           "item_id": np.array(items, dtype=str if numeric else object).astype(dtype)}
+    return pd.DataFrame({**ids, "timestamp": np.zeros(len(items), np.int64), "rating": np.ones(len(items), np.float32)})
+
+
+def refuse_bad_lines(files: list[Path]) -> None:
+    """Raise the UserError naming the first line of the lines format that holds no ids (or a non-integer
+    one where the first lines hold integers); the scan counts lines as the block reader splits them."""
+    numeric = _lines_ids_look_numeric(files[0])
+    for file in files:
+        with _opener(file)(file, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace")
+                sep = next((s for s in LINE_SEPARATORS if s in line), None)
+                if sep is not None:
+                    raise UserError(f"{file} line {number} holds {sep!r}: the lines format is `user item item ...` "
+                                    "separated by whitespace (a CSV? pass --format csv)")
+                for token in line.split() if numeric else ():
+                    if not _INTEGER.fullmatch(token) or not INT64_MIN <= int(token) <= INT64_MAX:
+                        raise UserError(f"{file} line {number}: {token!r} is not a 64-bit integer id like those of "
+                                        "its first lines (the lines format: `user item item ...`)")
 
 
 def _blocksize(path: Path) -> str | None:
@@ -262,8 +355,11 @@ def _read_named(files: list[Path], kind: str, columns: ColumnNames, typed: bool)
                 continue
             what = role.replace("_id", "")
             read = f" (read with separator {columns.sep!r})" if kind == "csv" else ""
+            headerless = kind == "csv" and all(_INTEGER.fullmatch(t) for h in header for t in str(h).split())
             raise UserError(f"{first} has no {what} column '{name}' (columns: {', '.join(map(str, header))}){read}; "
-                            f"name it with --{what}-col" + (" or pass --sep" if kind == "csv" else ""))
+                            f"name it with --{what}-col" + (" or pass --sep" if kind == "csv" else "")
+                            + ("; no header line: per-user `user item item ...` lines are --format lines"
+                               if headerless else ""))
     paths = [str(f) for f in files]
     if kind == "csv":
         dtype = str
@@ -380,10 +476,14 @@ def stage_ratings(path: Path, fmt: str, columns: ColumnNames, target: Path, clie
 
 
 def refuse_ragged_rows(path: Path, fmt: str, columns: ColumnNames) -> None:
-    """Raise the UserError naming the first CSV line whose field count differs from the header's."""
+    """Raise the UserError naming the first CSV line whose field count differs from the header's (lines:
+    the first line with a bad token)."""
     if fmt == "parquet":
         return
     files = _input_files(Path(path))
+    if fmt == "lines":
+        refuse_bad_lines(files)
+        return
     if fmt in _LAYOUTS:
         sep, names = _LAYOUTS[fmt]
         expected = len(names)

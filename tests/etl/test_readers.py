@@ -275,3 +275,54 @@ def test_infinite_values_are_refused(tmp_path, column, value):
     frame.to_csv(path, index=False)
     with pytest.raises(UserError, match=f"{column} column: .*{value}"):
         stage_ratings(path, "ml-20m", ColumnNames(), tmp_path / "staged")
+
+
+# ---- the per-user lines format (LightGCN/NGCF/SimpleX/UltraGCN's train.txt, test.txt) ---------------------
+@pytest.mark.parametrize("name, text, expected", [
+    ("train.txt", "0 10 11 12\n1 10\n2\n\n3 13 14 15 16 17\n", "lines"),  # ragged, a user without items
+    ("train.txt", "0 10 11 12 13\n1 14 15 16 17\n", "lines"),  # a constant 5 fields: wider than a ratings row
+    ("test", "0 10 11\n1 10\n", "lines"),  # no suffix
+    ("pairs.txt", "0 10 5\n1 11 4\n", "csv"),  # a constant 2-4 integers may be ratings rows: stays a CSV
+    ("ratings.tsv", "0\t10\t5\t100\n1\t11\t4\t101\n", "csv"),
+    ("r.csv", "userId movieId\n1 2 3\n4 5\n", "csv"),  # a header line
+    ("r.csv", "1,2,3\n4,5\n", "csv"),  # commas
+    ("t.txt", "a 10 11\nb 12\n", "csv"),  # words: only --format lines reads them as ids
+])
+def test_auto_detects_the_lines_format_only_where_nothing_else_fits(tmp_path, name, text, expected):
+    path = tmp_path / name
+    path.write_text(text)
+    assert resolve_input(path, "auto", tmp_path / "work")[1] == expected
+
+
+def test_lines_become_one_row_per_item_with_integer_or_string_ids(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text("7 10 11 12\n8\n\n  9\t13 10  \r\n")
+    fmt, frame = _read(path, tmp_path)
+    assert fmt == "lines" and frame[["user_id", "item_id"]].values.tolist() == [[7, 10], [7, 11], [7, 12], [9, 13],
+                                                                                  [9, 10]]
+    assert str(frame["user_id"].dtype) == "int64" and (frame["timestamp"] == 0).all() and (frame["rating"] == 1).all()
+    words = tmp_path / "words.txt"
+    words.write_text("alice i1 i2\nbob 00012\n")
+    fmt, frame = _read(words, tmp_path, "lines")
+    assert frame[["user_id", "item_id"]].values.tolist() == [["alice", "i1"], ["alice", "i2"], ["bob", "00012"]]
+
+
+def test_lines_are_read_in_blocks_without_losing_a_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("etl.readers.BLOCKSIZE", "1KB")
+    path = tmp_path / "train.txt"
+    path.write_text("".join(f"{u} " + " ".join(str(u * 10 + k) for k in range(u % 7)) + "\n" for u in range(500)))
+    frame = read_ratings(path, "lines").compute()
+    assert len(frame) == sum(u % 7 for u in range(500))
+    assert read_ratings(path, "lines").npartitions > 1
+
+
+@pytest.mark.parametrize("lines, number, message", [
+    (["1 2 3", "4 5,6", "7 8"], 2, "holds ','"),
+    (["1 2 3"] * 1000 + ["4 5 2.5"], 1001, "'2.5' is not a 64-bit integer id"),
+    (["1 2 3"] * 1000 + [f"4 {2**63}"], 1001, f"'{2**63}' is not a 64-bit integer id"),
+])
+def test_a_malformed_line_is_named_by_file_and_line(tmp_path, lines, number, message):
+    path = tmp_path / "train.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=f"{path} line {number}.*{message}"):
+        stage_ratings(path, "lines", ColumnNames(), tmp_path / "staged")
