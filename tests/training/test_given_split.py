@@ -4,7 +4,6 @@ Recall@K, and the test figures those of an independent evaluator on the chosen m
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
