@@ -4,7 +4,8 @@ A user's history is every positive they have in any `--data` folder (train, vali
 positives of the pairs layout; train lists and held-out fold-in and target lists of the lists layout),
 e.g. the newer data a model was fine-tuned on and the older data it was first trained on. Everything a
 user has (those positives and the interactions below the positive rule, "known") is excluded from their
-list. Families that read a history (Mult-VAE) fold it in; families with a row per user (NeuMF) score
+list; with `--history train`, only train and known are (an offline evaluation of your own split: its test
+items stay candidates). Families that read a history (Mult-VAE) fold it in; families with a row per user (NeuMF) score
 from that row. Users the model cannot score (unknown to the workflow, or without any history for a
 history-reading family) get the most popular items, flagged source=popularity.
 
@@ -42,6 +43,7 @@ from .sparse import Lists
 # One meaning per column: score is the model's score (empty where source=popularity), popularity the
 # item's train positives (every row).
 COLUMNS = ["user", "rank", "item", "source", "score", "popularity"]
+HISTORIES = ("all", "train")  # --history: which mappings of --data are what a user has
 
 
 def add_recommender_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,6 +70,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help=".csv or .parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--batch_users", type=int, default=256, help="users scored per forward pass (default: 256)")
+    p.add_argument("--history", choices=HISTORIES, default="all",
+                   help="what a user has, never recommended back: all (every mapping of --data: train, validation, "
+                        "test, known; what serving does) or train (train and known only: an offline evaluation of "
+                        "your own split, whose test items must stay candidates) (default: all)")
     return p
 
 
@@ -128,12 +134,15 @@ def interactions(spec: FeatureSpec, mapping: str) -> tuple[np.ndarray, np.ndarra
             mapping != "known")
 
 
-def histories(specs: list[FeatureSpec], users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique user * items + item keys of `users`' positives, and of everything they have."""
+def histories(specs: list[FeatureSpec], users: np.ndarray, history: str = "all") -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique user * items + item keys of `users`' positives, and of everything they have (in every
+    mapping, or with `history` "train" in train and known only)."""
     n_items = specs[0].item_cardinality
     positive, everything = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for spec in specs:
         for mapping in spec.source_spec:
+            if history == "train" and mapping not in ("train", "known"):
+                continue
             u, i, is_positive = interactions(spec, mapping)
             mine = np.isin(u, users)
             keys = u[mine] * n_items + i[mine]
@@ -153,7 +162,7 @@ class Recommender:
     """
 
     def __init__(self, checkpoint_path: Path, data: list[Path], workflow: Path | None = None, batch_users: int = 256,
-                 amp: bool = False):
+                 amp: bool = False, history: str = "all"):
         self.specs = history_specs(data)
         self.spec = spec = self.specs[0]
         self.saved = saved.load(checkpoint_path, spec, tables="extends")
@@ -164,7 +173,7 @@ class Recommender:
         self.n_items = spec.item_cardinality
         self.raw_items = np.empty(self.n_items, dtype=object)
         self.raw_items[self.item_vocab.index.to_numpy()] = self.item_vocab.to_numpy()
-        self.batch_users, self.amp = batch_users, amp
+        self.batch_users, self.amp, self.history = batch_users, amp, history
 
     def check_topk(self, k: int) -> None:
         if not 1 <= k <= len(self.item_vocab):
@@ -202,7 +211,7 @@ class Recommender:
 
     @cached_property
     def _history(self) -> tuple[np.ndarray, np.ndarray]:
-        return histories(self.specs, np.arange(self.spec.table_sizes["users"]))
+        return histories(self.specs, np.arange(self.spec.table_sizes["users"]), self.history)
 
     @cached_property
     def _model_history(self) -> np.ndarray:
@@ -271,7 +280,7 @@ class Recommender:
 
 
 def recommend(args) -> pd.DataFrame:
-    rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users, args.amp)
+    rec = Recommender(args.checkpoint, args.data, args.workflow, args.batch_users, args.amp, args.history)
     rec.check_topk(args.topk)
     if args.all_users:  # in the order of the raw ids, not of the vocabulary's frequency order
         by_raw_id = rec.user_vocab.sort_values(kind="stable")
