@@ -4,7 +4,6 @@ Recall@K, and the test figures those of an independent evaluator on the chosen m
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -72,7 +71,8 @@ def _independent_figures(model, spec, train_pairs, k):
 
 def test_a_run_is_chosen_on_validation_recall_and_its_test_figures_are_an_independent_evaluators(given, tmp_path):
     run = tmp_path / "run"
-    summary = train("--data", str(given), "--model", "mf", "-e", "3", "-k", "5", "--checkpoint_dir", str(run), "--log_path", str(run / "log.jsonl"))
+    summary = train("--data", str(given), "--model", "mf", "-e", "3", "-k", "5", "--checkpoint_dir", str(run),
+                    "--log_path", str(run / "log.jsonl"))
     assert summary["selected_on"] == "validation" and summary["settings"]["eval"] == "full"
     for key in ("best_recall", "best_ndcg", "best_hr", "best_recall@20", "best_valid_recall", "toppop_recall",
                 "toppop_valid_recall"):
