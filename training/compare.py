@@ -3,18 +3,30 @@
 On one pairs-layout folder (`etl prepare`), each model is trained with its defaults (or read from
 `--checkpoint NAME=PATH`) on the same train positives, then every evaluated user's held-out validation and
 test positives are ranked against the whole catalogue minus what the user has (`data/heldout_pairs.py`):
-HR@K, NDCG@K, Recall@K and coverage@K at every -k, from one scoring pass per model (`ranking.evaluate_at`).
+HR@K, NDCG@K, Recall@K and coverage@K at every -k, on validation and on test, from one scoring pass per model
+and split (`ranking.evaluate_at`).
 - neumf: `python -m training` on the folder (its defaults, best epoch on its validation).
 - mf: the same with `--model mf`, the dot product (its own defaults).
-- multvae: the one loop on a lists folder built from the same train positives (`data/lists_from_pairs.py`);
-  it folds in each user's train positives to score.
-- ease: closed form on the train matrix, lambda chosen on validation NDCG at the smallest K (`baselines.py`).
+- multvae: the one loop on a lists folder built from the same train positives (`data/lists_from_pairs.py`):
+  trained on every user's train list, it folds in each user's train positives to score.
+- ease: closed form on the train matrix from one eigendecomposition, lambda chosen on the choice figure
+  (below) on validation (`baselines.py`).
 - toppop: train popularity.
-Data without a validation mapping (BYO) gets one carved from train as `python -m training` carves it
-(`data/carve.py`, the same --seed): the families train, and EASE picks its lambda, on what is left; said
-on the first lines and in results.json. Test is never used to choose.
---output gets results.csv, results.json, compare.png and each trained model's run folder, written
-to a temporary folder and renamed when complete. The last stdout line is one JSON object keyed by model.
+A user's own split (metadata.protocol.split given, `etl prepare --test-input`: several test items per user,
+no sampled negatives): each user's test items are ranked against the whole catalogue minus the user's train
+items (and validation items), Recall@K is over all of a user's test items, and every trained family picks its
+epoch on validation Recall@K at the first -k (passed to it as -k); elsewhere (leave-one-out series) the
+families keep their own choice (NeuMF: sampled HR@10, Mult-VAE: NDCG@100).
+Data without a validation mapping (BYO, or a given split without one) gets one carved from train as
+`python -m training` carves it (`data/carve.py`, the same --seed: one positive per user, or on a given split a
+seeded 10% of each user's train items): every model trains, and EASE picks its lambda, on what is left; said
+on the first lines and in results.json.
+The pick: the model with the best validation figure at the first -k (as typed; by default 10), Recall@K on a
+given split and NDCG@K otherwise, is marked in the table, in results.json ("pick", and "picked" in each model's
+entry) and on the last stderr line. Test is never used to choose.
+--output gets results.csv (one row per model, split and K), results.json, compare.png and each trained model's
+run folder, written to a temporary folder and renamed when complete. The last stdout line is one JSON object
+keyed by model (validation figures as validation_<metric>@K beside the test figures).
 """
 from __future__ import annotations
 
@@ -40,6 +52,7 @@ from .args import default_run_folder, per_family
 from .baselines import LAMBDAS, check_lambdas, fit_ease
 from .data.carve import carve_pairs, needs_carving
 from .data.heldout_pairs import HeldOutPairs, load_heldout_pairs
+from .labels import label
 from .plots import plot_comparison
 from .ranking import evaluate_at, popularity_scores
 from .runtime import Runtime, shutdown, start_runtime
@@ -66,8 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--feature_spec_file", default="feature_spec.yaml", help="relative to --data")
     p.add_argument("--models", nargs="+", choices=models(), default=list(models()),
                    help=f"(default: all {len(models())})")
-    p.add_argument("-k", "--topk", type=int, nargs="+", default=list(KS), help="the K of every figure (default: "
-                                                                             f"{' '.join(map(str, KS))})")
+    p.add_argument("-k", "--topk", type=int, nargs="+", default=list(KS),
+                   help="the K of every figure; the first is the one the pick (and EASE's lambda, and on a given split "
+                        f"every family's epoch) is chosen on (default: {' '.join(map(str, KS))})")
     p.add_argument("--output", type=path, help="results folder (default: runs/DATA-NAME/compare-TIMESTAMP)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--seed", type=int, default=1, help="training seeds and the user sample")
@@ -79,9 +93,11 @@ def parser() -> argparse.ArgumentParser:
                    help=f"evaluate a seeded sample of this many test users (default: as many as keep users x items "
                         f"within {SCORE_BUDGET:,})")
     p.add_argument("--ease_lambdas", type=float, nargs="+", default=list(LAMBDAS),
-                   help="EASE regularisations to try; the best on validation is kept (default: %(default)s)")
+                   help="EASE regularisations to try, all from one eigendecomposition; the best on validation is kept "
+                        "(default: %(default)s)")
     p.add_argument("--ease_max_items", type=int,
-                   help="EASE on at most this many (most popular) items (default: what half the free memory holds)")
+                   help="EASE on at most this many (most popular) items (default: as many as 3/4 of the free memory "
+                        "holds; said when that is fewer than the catalogue)")
     return p
 
 
@@ -107,8 +123,8 @@ def parse_args(argv=None) -> Settings:
         lambdas = check_lambdas(args.ease_lambdas)
     except UserError as exc:
         p.error(str(exc))
-    return Settings(**{**vars(args), "topk": sorted(set(args.topk)), "models": list(dict.fromkeys(args.models)),
-                       "checkpoint": checkpoints, "ease_lambdas": lambdas})
+    return Settings(**{**vars(args), "topk": sorted(set(args.topk)), "pick_k": args.topk[0],
+                       "models": list(dict.fromkeys(args.models)), "checkpoint": checkpoints, "ease_lambdas": lambdas})
 
 
 def load_checkpoint(name: str, where: Path, spec: FeatureSpec) -> torch.nn.Module:
@@ -118,14 +134,22 @@ def load_checkpoint(name: str, where: Path, spec: FeatureSpec) -> torch.nn.Modul
     return loaded.build()[0].eval()
 
 
+def choice(spec: FeatureSpec) -> str:
+    """The validation figure that picks the model (and EASE's lambda): Recall on a user's own split, as the
+    families choose their epochs there; NDCG on leave-one-out data, as EASE chose its lambda before."""
+    return "recall" if spec.given_split else "ndcg"
+
+
 def train_family(name: str, args, data: HeldOutPairs, spec: FeatureSpec, spec_file: Path,
                  folder: Path) -> tuple[torch.nn.Module, dict]:
-    """Train `name` with its defaults through the one loop into `folder`; the chosen model and its summary."""
+    """Train `name` with its defaults through the one loop into `folder`; the chosen model and its summary. On a
+    given split every family picks its epoch on validation Recall at the pick's K."""
     scratch = folder.parent / f".{name}-data"  # where a family that reads another layout gets it written
     try:
         flags = compared()[name].compare_flags(spec_file, spec, data, scratch)
         summary = one_loop.run([*flags, "--model", name, "--seed", args.seed, "--checkpoint_dir", folder,
-                                "--log_path", folder / "log.jsonl", *(["-e", args.epochs] if args.epochs else [])])
+                                "--log_path", folder / "log.jsonl", *(["-e", args.epochs] if args.epochs else []),
+                                *(["-k", args.pick_k] if spec.given_split else [])])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return load_checkpoint(name, folder / checkpoint.BEST, spec), summary
@@ -142,10 +166,15 @@ def scorer(name: str, model: torch.nn.Module):
     return score
 
 
+def figures_of(ranked: dict, prefix: str = "") -> dict:
+    return {prefix + key: value for key, value in ranked.items() if "@" in key}
+
+
 def evaluate_models(args, spec: FeatureSpec, spec_file: Path, data: HeldOutPairs, runtime: Runtime, out: Path,
                     output: Path) -> dict:
     candidates = Task.candidates(data.counts, data.first_index)
     batch = max(1, BATCH_SCORES // data.n_items)
+    chosen_on = f"{choice(spec)}@{args.pick_k}"
 
     def rank(score, split="test"):
         return evaluate_at(score, data.splits[split], candidates, args.topk, batch, runtime)
@@ -156,6 +185,7 @@ def evaluate_models(args, spec: FeatureSpec, spec_file: Path, data: HeldOutPairs
                           "training" if name in families else "fitting"))
         begin = time.perf_counter()
         details: dict = {}
+        validation = None
         if name in args.checkpoint:
             model = load_checkpoint(name, args.checkpoint[name], spec)
             details["checkpoint"] = str(args.checkpoint[name])
@@ -166,46 +196,73 @@ def evaluate_models(args, spec: FeatureSpec, spec_file: Path, data: HeldOutPairs
                             "checkpoint": str(output / name / checkpoint.BEST)})
             score = scorer(name, model)
         elif name == "ease":
-            smallest = args.topk[0]
+            searched: list[dict] = []  # each lambda's validation figures, in --ease_lambdas order
+
+            def validate(s, searched=searched):
+                searched.append(rank(s, "validation"))
+                return searched[-1][chosen_on]
+
             ease = fit_ease(data.train, data.counts, data.first_index, args.ease_lambdas, args.ease_max_items,
-                            lambda s, at=smallest: rank(s, "validation")[f"ndcg@{at}"], say)
-            details.update({"lambda": ease.lam, "items": len(ease.items),
-                            f"validation_ndcg@{smallest}": {f"{lam:g}": v for lam, v in ease.validation.items()}})
+                            validate, say, users=len(data.splits["validation"]))
+            validation = searched[list(ease.validation).index(ease.lam)]
+            details.update({"lambda": ease.lam, **ease.about, "lambda_chosen_on": f"validation {chosen_on}",
+                            "lambdas": {f"{lam:g}": v for lam, v in ease.validation.items()}})
             score = ease.score_users
         else:
             score = popularity_scores(data.counts)
         trained = time.perf_counter() - begin
+        if validation is None:
+            validation = rank(score, "validation")
         figures = rank(score)
-        results[name] = {**{key: figures[key] for key in figures if "@" in key}, "users": figures["users"],
-                         "train_seconds": trained, "eval_seconds": figures["eval_seconds"],
-                         "seconds": trained + figures["eval_seconds"], **details}
-        k = args.topk[0]
-        say(f"{name}: HR@{k} {results[name][f'hr@{k}']:.4f}  NDCG@{k} {results[name][f'ndcg@{k}']:.4f}  "
-            f"coverage@{k} {results[name][f'coverage@{k}']:.3f}  ({trained:.1f}s to train, "
-            f"{figures['eval_seconds']:.1f}s to evaluate)")
+        results[name] = {**figures_of(figures), "users": figures["users"], **figures_of(validation, "validation_"),
+                         "validation_users": validation["users"], "train_seconds": trained,
+                         "validation_eval_seconds": validation["eval_seconds"], "eval_seconds": figures["eval_seconds"],
+                         "seconds": time.perf_counter() - begin, **details}
+        k, r = args.pick_k, results[name]
+        say(f"{name}: HR@{k} {r[f'hr@{k}']:.4f}  NDCG@{k} {r[f'ndcg@{k}']:.4f}  Recall@{k} {r[f'recall@{k}']:.4f}  "
+            f"coverage@{k} {r[f'coverage@{k}']:.3f}; validation {label(chosen_on, k)} {r['validation_' + chosen_on]:.4f}  "
+            f"({trained:.1f}s to train, {r['seconds'] - trained:.1f}s to evaluate)")
     return results
 
 
-def table(results: dict, ks) -> str:
-    lines = [f"{'model':<8} {'K':>4} {'HR':>7} {'NDCG':>7} {'Recall':>7} {'coverage':>8} {'seconds':>8}"]
+def pick(results: dict, chosen_on: str) -> dict:
+    """The model with the best validation figure `chosen_on` (the first in --models order among equals), marked
+    `picked` in every entry of `results`; never test."""
+    best = max(results, key=lambda name: (results[name][f"validation_{chosen_on}"], -list(results).index(name)))
+    for name, r in results.items():
+        r["picked"] = name == best
+    return {"model": best, "on": f"validation {chosen_on}", "validation": results[best][f"validation_{chosen_on}"],
+            "test": results[best][chosen_on],
+            "rule": f"the best validation {label(chosen_on, None)} of the models compared (the first in --models "
+                    "order among equals); test is never used to choose"}
+
+
+def table(results: dict, ks, chosen: dict, pick_k: int) -> str:
+    metric = chosen["on"].split()[-1].partition("@")[0]
+    shown = f"val.{label(metric, 0).partition('@')[0]}"
+    lines = [f"{'model':<8} {'K':>4} {'HR':>7} {'NDCG':>7} {'Recall':>7} {'coverage':>8} {'seconds':>8} {shown:>10}"]
     for name, r in results.items():
         for k in ks:
+            mark = f"  <- pick (best validation {label(metric, k)})" if r["picked"] and k == pick_k else ""
             lines.append(f"{name:<8} {k:>4} {r[f'hr@{k}']:>7.4f} {r[f'ndcg@{k}']:>7.4f} {r[f'recall@{k}']:>7.4f} "
-                         f"{r[f'coverage@{k}']:>8.3f} {r['seconds']:>8.1f}")
+                         f"{r[f'coverage@{k}']:>8.3f} {r['seconds']:>8.1f} {r[f'validation_{metric}@{k}']:>10.4f}{mark}")
     return "\n".join(lines)
 
 
 def write_results(folder: Path, results: dict, about: dict, ks) -> None:
     with open(folder / "results.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["model", "k", *METRICS, "users", "train_seconds", "eval_seconds", "seconds"])
+        writer.writerow(["model", "split", "k", *METRICS, "users", "train_seconds", "eval_seconds", "seconds", "picked"])
         for name, r in results.items():
-            for k in ks:
-                writer.writerow([name, k, *(r[f"{m}@{k}"] for m in METRICS), r["users"], f"{r['train_seconds']:.2f}",
-                                 f"{r['eval_seconds']:.3f}", f"{r['seconds']:.3f}"])
+            for split, prefix in (("validation", "validation_"), ("test", "")):
+                for k in ks:
+                    writer.writerow([name, split, k, *(r[f"{prefix}{m}@{k}"] for m in METRICS), r[f"{prefix}users"],
+                                     f"{r['train_seconds']:.2f}", f"{r[f'{prefix}eval_seconds']:.3f}",
+                                     f"{r['seconds']:.3f}", r["picked"]])
     (folder / "results.json").write_text(json.dumps({**about, "models": results}, indent=2))
-    title = f"{Path(about['data']).resolve().name}: {about['users']['test']:,} test users, {about['items']:,} items"
-    plot_comparison(results, ks, folder / "compare.png", title + ", full ranking")
+    title = (f"{Path(about['data']).resolve().name}: {about['users']['test']:,} test users, {about['items']:,} items, "
+             f"full ranking; pick {about['pick']['model']} ({about['pick']['on']})")
+    plot_comparison(results, ks, folder / "compare.png", title)
 
 
 def compare(args) -> dict:
@@ -228,25 +285,38 @@ def compare(args) -> dict:
         max_users = args.max_users or max(1, SCORE_BUDGET // max(items, 1))
         data = load_heldout_pairs(spec, runtime, max_users, args.seed)
         test, valid = len(data.splits["test"]), len(data.splits["validation"])
-        say(f"protocol: each user's held-out positive ranked against all {items:,} items minus the user's own; "
-            + (f"a seeded sample of {test:,} of {data.test_users:,} test users (--max_users, --seed)" if data.sampled
-               else f"all {test:,} test users") + f", {valid:,} validation users; on {runtime.describe()}")
+        held = ("each user's test items (a given split: several per user) ranked against all "
+                f"{items:,} items minus the user's train items (and validation items), Recall@K over all of them"
+                if spec.given_split else
+                f"each user's held-out positive ranked against all {items:,} items minus the user's own")
+        say(f"protocol: {held}; " + (f"a seeded sample of {test:,} of {data.test_users:,} test users (--max_users, "
+                                      f"--seed)" if data.sampled else f"all {test:,} test users")
+            + f", {valid:,} validation users; the pick on validation {label(choice(spec), args.pick_k)}; on "
+            + runtime.describe())
         with atomic_dir(output, args.overwrite) as tmp:
             results = evaluate_models(args, spec, spec_file, data, runtime, tmp, output)
+            chosen = pick(results, f"{choice(spec)}@{args.pick_k}")
             about = {"data": str(args.data), "k": args.topk, "items": items, "device": runtime.describe(),
+                     "split": "given" if spec.given_split else "leave-one-out",
                      "users": {"test": test, "validation": valid, "with_test_positive": data.test_users,
                                "sampled": data.sampled, "seed": args.seed,
                                **({"test_ids": data.splits["test"].users.tolist()} if data.sampled else {})},
                      **({"validation": carved.what} if carved else {}),
-                     "protocol": "full ranking of each held-out positive against every item but the user's own "
-                                 "(train, known; at test also validation); ties count against the model"}
+                     "protocol": ("full ranking of each user's test items (validation: validation items) against "
+                                  "every item but the user's own (train, known; at test also validation); Recall@K "
+                                  "over all of a user's items; ties count against the model" if spec.given_split else
+                                  "full ranking of each held-out positive against every item but the user's own "
+                                  "(train, known; at test also validation); ties count against the model"),
+                     "pick": chosen}
             write_results(tmp, results, about, args.topk)
         say(f"wrote {output}/results.csv, results.json, compare.png")
     finally:
         if carved is not None:
             carved.close()
         shutdown(runtime)
-    print(table(results, args.topk), flush=True)
+    print(table(results, args.topk, chosen, args.pick_k), flush=True)
+    on = label(chosen["on"].split()[-1], args.pick_k)
+    say(f"pick: {chosen['model']} (validation {on} {chosen['validation']:.4f}; test {chosen['test']:.4f})")
     return results
 
 

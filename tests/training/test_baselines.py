@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from contract.errors import UserError
-from training.baselines import EASE, check_lambdas, ease_weights, fit_ease, gram, item_subset, max_items_for
+from training.baselines import (
+    EASE,
+    check_lambdas,
+    ease_weights,
+    factorise,
+    fit_ease,
+    gram,
+    item_subset,
+    max_items_for,
+)
 from training.sparse import Lists, multi_hot
 
 FIRST = 3
@@ -71,7 +80,8 @@ def test_a_catalogue_too_large_keeps_the_most_popular_items_and_says_so():
     counts = torch.tensor([0, 0, 0, 5, 1, 7, 7, 0, 2])
     assert item_subset(counts, FIRST, 3).tolist() == [3, 5, 6]
     assert item_subset(counts, FIRST, 100).tolist() == list(range(FIRST, 9))
-    assert max_items_for(4 * 2**30) == int((0.5 * 4 * 2**30 / 16) ** 0.5)
+    assert max_items_for(4 * 2**30) == int((0.75 * 4 * 2**30 / 8) ** 0.5)  # G and Q (ssyevr)
+    assert max_items_for(4 * 2**30, matrices=4) == int((0.75 * 4 * 2**30 / 16) ** 0.5)  # torch.linalg.eigh
     rows = [[3, 5], [5, 6], [3, 6, 8], [4, 5]]
     said = []
     ease = fit_ease(train_lists(rows), counts, FIRST, (10.0,), 3, lambda score: 0.0, said.append)
@@ -104,3 +114,48 @@ def test_lambdas_must_be_positive():
     with pytest.raises(UserError, match="positive"):
         check_lambdas([10, 0])
     assert check_lambdas([1, 2.5]) == (1.0, 2.5)
+
+
+@pytest.mark.parametrize("how", ["ssyevr", "torch.linalg.eigh"])
+def test_one_eigendecomposition_gives_the_cholesky_weights_for_every_lambda(how, monkeypatch):
+    """EASE's lambdas from one factorisation: B from G = Q diag(e) Q' (formed in row blocks, its upper triangle
+    mirrored) and the scores from the factors alone are the Cholesky closed form's, lambda after lambda."""
+    import training.baselines as baselines
+
+    rows, n_items = random_rows(3, users=80, n_items=43), 43
+    items = torch.arange(FIRST, n_items)
+    position = torch.full((n_items,), -1)
+    position[items] = torch.arange(len(items))
+    g = gram(train_lists(rows), position, len(items))
+    monkeypatch.setattr(baselines, "SYMMETRIC_BLOCK", 7)  # six row blocks of B, and a short last one
+    monkeypatch.setattr(baselines, "GRAM_BATCH", 7 * len(items))  # diag P summed over blocks of eigenvectors
+    spectrum = factorise(g.clone(), how)
+    assert spectrum.solver == how and (spectrum.values >= 0).all()
+    x = dense(rows, n_items)
+    fold_in = multi_hot(torch.tensor([0, *np.cumsum([len(r) for r in rows[:6]])]),
+                        torch.tensor([i for r in rows[:6] for i in r]), n_items)
+    for lam in (1.0, 10.0, 100.0, 1000.0):
+        cholesky = ease_weights(g, lam)
+        assert torch.allclose(spectrum.weights(lam), cholesky, atol=5e-5, rtol=0), lam
+        factored = EASE(items, None, lam, n_items, spectrum=spectrum).score_users(torch.arange(6), fold_in)
+        assert np.isneginf(factored[:, :FIRST].numpy()).all()
+        assert np.allclose(factored[:, FIRST:].numpy(), x[:6, FIRST:] @ cholesky.numpy(), atol=5e-5), lam
+        assert np.allclose(factored[:, FIRST:].numpy(), x[:6, FIRST:] @ numpy_ease(x[:, FIRST:], lam), atol=5e-5), lam
+
+
+def test_few_scored_users_are_scored_from_the_factors_many_from_b():
+    rows, n_items = random_rows(4, users=60, n_items=30), 30
+    counts = torch.bincount(torch.tensor([i for r in rows for i in r]), minlength=n_items)
+    fold_in = multi_hot(torch.tensor([0, len(rows[0])]), torch.tensor(rows[0]), n_items)
+    fits = {}
+    for users in (5, 1000, None):  # 2 x 5 < 27 items: from the factors; else B
+        seen = []
+        fits[users] = fit_ease(train_lists(rows), counts, FIRST, (5.0, 50.0, 500.0), None,
+                               lambda score, seen=seen: seen.append(score(torch.tensor([0]), fold_in)) or -len(seen), [].append,
+                               users=users)
+        assert fits[users].lam == 5.0 and len(seen) == 3
+    assert fits[5].about["scored_with"] == "factors" and fits[5].weights is None
+    assert fits[1000].about["scored_with"] == fits[None].about["scored_with"] == "B"
+    assert fits[1000].weights is not None and fits[1000].about["items"] == n_items - FIRST
+    scores = [fit.score_users(torch.tensor([0]), fold_in) for fit in fits.values()]
+    assert torch.allclose(scores[0], scores[1], atol=5e-5) and torch.equal(scores[1], scores[2])

@@ -106,12 +106,20 @@ def test_every_model_agrees_with_a_brute_force_ranking(compared, prepared, train
 def test_outputs_table_plot_and_timings(compared):
     out, result = compared
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ["model", "K", "HR", "NDCG", "Recall", "coverage", "seconds"]
+    assert lines[0].split() == ["model", "K", "HR", "NDCG", "Recall", "coverage", "seconds", "val.NDCG"]
     assert len(lines) == 1 + 5 * len(KS) + 1
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["model"], int(r["k"])) for r in rows] == [(m, k) for m in ("neumf", "mf", "multvae", "ease", "toppop")
-                                                         for k in KS]
+    assert [(r["model"], r["split"], int(r["k"])) for r in rows] == [
+        (m, split, k) for m in ("neumf", "mf", "multvae", "ease", "toppop") for split in ("validation", "test") for k in KS]
+    # leave-one-out data: the pick is the best validation NDCG at the first -k, as EASE's lambda is
+    about = json.loads((out / "results.json").read_text())
+    best = max(about["models"], key=lambda m: about["models"][m][f"validation_ndcg@{KS[0]}"])
+    assert about["pick"]["model"] == best and about["pick"]["on"] == f"validation ndcg@{KS[0]}"
+    assert [r["model"] for r in rows if r["picked"] == "True"] == [best] * 2 * len(KS)
+    assert result.stderr.strip().splitlines()[-1].endswith(f"pick: {best} (validation NDCG@{KS[0]} "
+                                                          f"{about['pick']['validation']:.4f}; test "
+                                                          f"{about['models'][best][f'ndcg@{KS[0]}']:.4f})")
     # (evaluating a dozen users can round to 0.000 s; training a family cannot)
     assert all(float(r["seconds"]) >= float(r["eval_seconds"]) >= 0 for r in rows)
     assert all(float(r["train_seconds"]) > 0 for r in rows if r["model"] in ("mf", "multvae"))  # neumf: a checkpoint
@@ -158,7 +166,9 @@ def test_data_without_validation_gets_it_carved_from_train_never_test(prepared, 
     test_users = pd.read_parquet(copy / "test").query("label == 1").user_id.nunique()
     assert about["validation"].startswith("validation carved from train")
     assert about["users"]["test"] == test_users and 0 < about["users"]["validation"] <= test_users
-    assert set(about["models"]["ease"]["validation_ndcg@10"]) == {"20", "200"}
+    assert set(about["models"]["ease"]["lambdas"]) == {"20", "200"} and about["split"] == "leave-one-out"
+    chosen = about["models"]["ease"]["lambdas"][f"{about['models']['ease']['lambda']:g}"]
+    assert chosen == about["models"]["ease"]["validation_ndcg@10"] == max(about["models"]["ease"]["lambdas"].values())
     # NeuMF trained on the carved copy (no second carve of its own) and chose its epoch on that validation
     assert result.stderr.count("validation carved from train") == 1
     assert about["models"]["neumf"]["best_epoch"] is not None

@@ -57,7 +57,9 @@ def needs_carving(spec: FeatureSpec) -> bool:
 
 def _derived(spec: FeatureSpec, folder: Path, mappings: dict) -> FeatureSpec:
     """`spec` with `mappings` (name -> chunks written under `folder`) replaced and every other file absolute."""
-    source = {name: spec.chunks(name) for name in spec.source_spec}
+    # absolute even where the spec was read from a relative path: the derived spec lives in another folder
+    source = {name: [{**chunk, "files": [str(Path(f).resolve()) for f in chunk["files"]]} for chunk in spec.chunks(name)]
+              for name in spec.source_spec}
     source.update(mappings)
     derived = FeatureSpec(spec.feature_spec, source, spec.channel_spec, dict(spec.metadata), folder)
     derived.validate(tuple(source))

@@ -4,7 +4,9 @@ Mult-VAE on exactly the train positives the other families train on (no second `
 train: every user with a train positive and their list; validation and test: the evaluated users, their
 train positives as the fold-in list and their held-out positive(s) as the target list (Mult-VAE picks its
 best epoch on that validation). Item indices and cardinalities are the pairs folder's, so a checkpoint
-trained here scores the pairs folder's users.
+trained here scores the pairs folder's users. A user's own split (metadata.protocol.split given) stays one:
+the folder says so, and Mult-VAE then picks its epoch on validation Recall@K over all of a user's targets, as
+the pairs families do on that split.
 """
 from __future__ import annotations
 
@@ -52,5 +54,7 @@ def write_lists_folder(data: HeldOutPairs, spec: FeatureSpec, folder: Path) -> P
                 channel_spec={"user_ch": [user], "item_ch": [item], "fold_in_ch": [FOLD_IN], "target_ch": [TARGET]},
                 metadata={"encoding": {"first_index": spec.first_index, "workflow_id": spec.workflow_id,
                                        "extends": spec.encoding.get("extends") or []},
-                          "built_from": str(spec.base_directory.resolve())}).to_yaml(folder / "feature_spec.yaml")
+                          "built_from": str(spec.base_directory.resolve()),
+                          **({"protocol": dict(spec.protocol)} if spec.given_split else {})}).to_yaml(
+        folder / "feature_spec.yaml")
     return folder

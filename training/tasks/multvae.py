@@ -3,7 +3,9 @@
 Batches are users' item lists as CSR multi-hot rows; the loss is the negative ELBO with the KL weight
 annealed over optimizer steps (plus --l2 x |W|^2). Evaluation folds in each held-out user's fold-in
 list and ranks the whole catalogue against the target list (`ranking.py`), with the popularity
-baseline on the same users; NDCG@K picks the best epoch, as in Liang et al. and DLE.
+baseline on the same users; NDCG@K picks the best epoch, as in Liang et al. and DLE. On a lists folder built
+from a user's own split (`python -m training.compare`, metadata.protocol.split given), Recall@K over all of a
+user's targets picks it instead, as for every family on that split.
 """
 from __future__ import annotations
 
@@ -79,6 +81,12 @@ class MultVAETask(Task):
         self.counts = torch.from_numpy(checked_item_counts(spec)).to(runtime.device)
         self.allowed = self.candidates(self.counts, spec.first_index)
         self._heldout: dict = {}
+        self.given = spec.given_split
+        self.recall_at = RECALL_AT
+        if self.given:  # the protocol of the pairs families on a given split (`PairsTask`)
+            self.selection_metric = "recall"
+            self.recall_at = tuple(r for r in RECALL_AT if r != args.topk)
+            self.shown_metrics = ("recall", "ndcg", *(f"recall@{r}" for r in self.recall_at))
 
     def architecture(self) -> dict:
         return {"variant": "multvae", "dims": list(self.args.layers), "activation": self.args.activation}
@@ -143,12 +151,12 @@ class MultVAETask(Task):
         if split not in self._heldout:
             held = load_heldout(self.spec, split, self.runtime)
             self._heldout[split] = RankingSet(held.users, held.fold_in, held.fold_in, held.target,
-                                              self.spec.item_cardinality, held.total_users)
+                                              self.spec.item_cardinality, held.total_users, recall_of_all=self.given)
         return self._heldout[split]
 
     def _rank(self, score_users, split: str) -> dict:
         return evaluate_ranking(score_users, self.heldout(split), self.allowed, self.args.topk,
-                                self.args.valid_batch_size, self.runtime, RECALL_AT)
+                                self.args.valid_batch_size, self.runtime, self.recall_at)
 
     def evaluate(self, model, split: str) -> dict:
         was_training = model.training
