@@ -287,3 +287,26 @@ def test_a_short_run_of_each_loss_writes_a_checkpoint_that_recommend_reads(prepa
     assert rows.groupby("user").size().tolist() == [5, 5, 5] and set(rows["source"]) == {"model"}
     if cosine:  # recommend scores with the model's cosine too
         assert rows["score"].between(-1, 1).all()
+
+
+def test_the_stream_draws_one_set_of_shared_negatives_per_step_seeded(prepared):
+    from contract.feature_spec import FeatureSpec
+    from training.data.pairs import TrainStream
+
+    spec = FeatureSpec.from_yaml(prepared)
+    counts = torch.bincount(torch.from_numpy(spec.read("train")["item_id"].to_numpy()), minlength=spec.item_cardinality)
+
+    def steps(seed):
+        stream = TrainStream(spec, 256, 4, Runtime(), seed, PopularitySampler(counts, 0.75), shared=100)
+        try:
+            return list(stream.epoch(0, max_steps=2))
+        finally:
+            stream.close()
+
+    first = steps(0)
+    assert all(isinstance(b, SharedBatch) and b.users.shape == b.items.shape == (256,) and b.negatives.shape == (100,)
+               for b in first)
+    assert (counts[first[0].negatives] > 0).all(), "an item without train positives was drawn"
+    assert not torch.equal(first[0].negatives, first[1].negatives), "every step shares the same negatives"
+    assert all(torch.equal(a.negatives, b.negatives) for a, b in zip(first, steps(0))), "not reproducible"
+    assert not torch.equal(steps(1)[0].negatives, first[0].negatives), "the seed changes nothing"
