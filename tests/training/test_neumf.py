@@ -197,6 +197,9 @@ def test_the_training_grid_has_dropout_and_gradients(variant):
     users, negatives = torch.tensor([3, 0, 29]), torch.arange(40)
     grid = model.grid(users, negatives)
     assert not torch.allclose(grid, model.eval().grid(users, negatives)), "no dropout in training mode"
+    shared = model.train()(users, users, negatives)[:, 1:]  # training's shared negatives: dropout too
+    assert not torch.allclose(shared, model.eval()(users, users, negatives)[:, 1:]), "no dropout on shared negatives"
+    model.train()
     grid.sum().backward()
     assert model.item_embed.grad.abs().sum() > 0 and model.mlp[-1].weight.grad.abs().sum() > 0
     torch.manual_seed(1)
