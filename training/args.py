@@ -154,9 +154,10 @@ def for_family(args: argparse.Namespace, variant: str) -> tuple[type[Task], Sett
     flags checked, the run folder named. Nothing changes them afterwards."""
     task = task_for(variant)
     values = {**vars(args), "model": variant}
-    for other, dests in own_flags().items():
+    flags = own_flags()
+    for other, dests in flags.items():
         for dest in dests if other is not task else ():
-            if values.get(dest) is not None:
+            if values.get(dest) is not None and dest not in flags[task]:  # families of a layout may share flags
                 raise UserError(f"--{dest} is a flag of {', '.join(other.variants)}; this run is {variant}")
     for name, value in {**task.defaults, **task.variant_defaults.get(variant, {})}.items():
         if values.get(name) is None:

@@ -168,3 +168,67 @@ def test_mf_is_the_dot_product_plus_a_bias_and_its_head_never_learns():
     fresh = NeuMF(30, 40, mf_dim=8, variant="mf")
     fresh.load_state_dict(model.state_dict())
     assert not fresh.final.weight.requires_grad and fresh.final.bias.requires_grad
+
+
+MODELS = [("neumf", "dot"), ("gmf", "dot"), ("mlp", "dot"), ("mf", "dot"), ("gmf", "cosine"), ("mf", "cosine")]
+
+
+@pytest.mark.parametrize("variant, similarity", MODELS)
+def test_shared_negatives_score_as_forward_over_each_pair(variant, similarity):
+    """forward(users, items, negatives): column 0 each user's item, then every user against the shared items,
+    each (user, item) pair as forward() scores it alone; `grid` and `score_grid` are those columns."""
+    torch.manual_seed(0)
+    model = NeuMF(30, 40, mf_dim=8, mlp_layer_sizes=(12, 8, 4), dropout=0.5, variant=variant,
+                  similarity=similarity).eval()
+    users, items, negatives = torch.tensor([3, 0, 29, 7, 7]), torch.tensor([1, 5, 5, 39, 0]), torch.randperm(40)[:23]
+    scores = model(users, items, negatives)
+    pairs = model(users.repeat_interleave(len(negatives)), negatives.repeat(len(users))).view(len(users), -1)
+    assert scores.shape == (5, 24)
+    torch.testing.assert_close(scores[:, 0], model(users, items), rtol=0, atol=0)
+    torch.testing.assert_close(scores[:, 1:], pairs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.grid(users, negatives), pairs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.score_grid(users, negatives), pairs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["neumf", "mlp"])
+def test_the_training_grid_has_dropout_and_gradients(variant):
+    torch.manual_seed(0)
+    model = NeuMF(30, 40, mf_dim=8, mlp_layer_sizes=(12, 8, 4), dropout=0.5, variant=variant).train()
+    users, negatives = torch.tensor([3, 0, 29]), torch.arange(40)
+    grid = model.grid(users, negatives)
+    assert not torch.allclose(grid, model.eval().grid(users, negatives)), "no dropout in training mode"
+    shared = model.train()(users, users, negatives)[:, 1:]  # training's shared negatives: dropout too
+    assert not torch.allclose(shared, model.eval()(users, users, negatives)[:, 1:]), "no dropout on shared negatives"
+    model.train()
+    grid.sum().backward()
+    assert model.item_embed.grad.abs().sum() > 0 and model.mlp[-1].weight.grad.abs().sum() > 0
+    torch.manual_seed(1)
+    assert torch.equal(model.train().score_grid(users, negatives), model.eval().score_grid(users, negatives)), \
+        "score_grid dropped units"
+
+
+@pytest.mark.parametrize("variant", ["gmf", "mf"])
+def test_cosine_scores_are_the_cosine_of_the_head_weighted_user_and_the_item_with_no_bias(variant):
+    torch.manual_seed(0)
+    model = NeuMF(30, 40, mf_dim=8, variant=variant, similarity="cosine")
+    if variant == "gmf":  # a learnt head, not ones: the user vector is weighted by it
+        torch.nn.init.uniform_(model.final.weight, -1, 1)
+    w = model.state_dict()
+    users, items = torch.randint(0, 30, (64,)), torch.randint(0, 40, (64,))
+    u, i = w["mf_user_embed.weight"][users] * w["final.weight"], w["mf_item_embed.weight"][items]
+    expected = (u * i).sum(-1) / (u.norm(dim=-1) * i.norm(dim=-1))
+    torch.testing.assert_close(model(users, items), expected, rtol=1e-5, atol=1e-6)
+    assert model(users, items).abs().max() <= 1 + 1e-6
+    assert not model.final.bias.requires_grad and w["final.bias"].item() == 0
+    assert model.final.weight.requires_grad == (variant == "gmf")
+
+
+def test_cosine_is_for_mf_and_gmf_and_an_architecture_without_it_is_the_dot_product():
+    from training.tasks import build_model
+
+    for variant in ("neumf", "mlp"):
+        with pytest.raises(ValueError, match="mf and gmf only"):
+            NeuMF(5, 5, mlp_layer_sizes=(4, 2), variant=variant, similarity="cosine")
+    sizes = {"users": 5, "items": 6}
+    assert build_model({"variant": "mf", "factors": 4, "layers": [2]}, sizes).similarity == "dot"
+    assert build_model({"variant": "mf", "factors": 4, "layers": [2], "similarity": "cosine"}, sizes).similarity == "cosine"

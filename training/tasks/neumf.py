@@ -1,9 +1,13 @@
 """NeuMF, GMF, MLP (DeepLearningExamples' NCF) and MF on the pairs layout (`pairs.py` is what they share).
 
-Batches are positives with `-n` uniform negatives drawn on the device; the loss is BCE on the logits
-(plus --l2 on the embedding rows the batch uses). Evaluation is DLE's sampled protocol (each series'
-positive among its sampled negatives) on validation and test, and with --eval full|both the chosen
-model's full-catalogue ranking of each test positive against every item its user does not have.
+Batches are positives with `-n` negatives each (or --shared_negatives for the whole step) drawn on the device;
+the loss is --loss (`pairs.py`, `losses.py`: BCE on the logits by default) plus --l2 on the embedding rows the
+batch uses. --loss simplex makes mf and gmf score with the cosine (`NeuMF(similarity=)`, recorded in the
+architecture); mlp and neumf keep their logit and take SimpleX's loss on tanh(logit).
+
+Evaluation is DLE's sampled protocol (each series' positive among its sampled negatives) on validation and test,
+and with --eval full|both the chosen model's full-catalogue ranking of each test positive against every item its
+user does not have.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from .. import checkpoint
 from ..models.neumf import VARIANTS, NeuMF, architecture_of, from_pretrained
 from . import pretrain
 from .base import path
-from .pairs import STEPS_PER_EPOCH, PairsTask
+from .pairs import PAIRS_DEFAULTS, STEPS_PER_EPOCH, PairsTask, option
 from .pretrain import PART_EPOCHS
 
 # --model mf: a step of a dot product costs a fraction of NeuMF's, and it learns best from many small ones
@@ -30,8 +34,9 @@ class NeuMFTask(PairsTask):
     variants = VARIANTS
     title = "NeuMF"
     compared = ("neumf", "mf")
-    flag_help = {"batch_size": "samples (a positive and its negatives each count), sized to about 64 steps per epoch "
-                               f"({MF_STEPS_PER_EPOCH} for mf)",
+    flag_help = {"batch_size": "samples (a positive and each item it is scored against count: its -n negatives, or the "
+                               "--shared_negatives draw), sized to about 64 steps per epoch "
+                               f"({MF_STEPS_PER_EPOCH} for mf) within 2^10-2^20 samples",
                  "valid_batch_size": "samples", "layers": "MLP layer sizes", "threshold": "HR@K",
                  "dropout": "MLP dropout", "l2": "L2 on the embedding rows each batch uses (squared norms, batch mean)",
                  "eval": "auto: on a given split (etl prepare --test-input) every user's validation and test items "
@@ -45,15 +50,17 @@ class NeuMFTask(PairsTask):
     FACTORS, NEGATIVES = 64, 8
     defaults = {"epochs": 10, "learning_rate": 0.005, "layers": [256, 128, 64], "dropout": 0.0, "topk": 10,
                 "valid_batch_size": 2**18, "l2": 1e-4, "eval": "auto",
-                "factors": FACTORS, "negative_samples": NEGATIVES, "pretrain": False}
+                "factors": FACTORS, "negative_samples": NEGATIVES, **PAIRS_DEFAULTS, "pretrain": False}
     # mf: longer, with smaller steps and an L2 that binds (its head is fixed); chosen on validation of the NCF
     # ml-1m split, ml-100k and the ml-1m pairs (bench/NOTES.md, "A dot product: --model mf")
     variant_defaults = {"mf": {"epochs": 30, "learning_rate": 0.001, "l2": 1e-3}}
 
     @classmethod
     def add_arguments(cls, group) -> None:
+        super().add_arguments(group)  # --loss and its negatives
         group.add_argument("-f", "--factors", type=int, help=f"GMF factors (default: {cls.FACTORS})")
-        group.add_argument("-n", "--negative_samples", type=int, help=f"negatives per positive (default: {cls.NEGATIVES})")
+        group.add_argument("-n", "--negative_samples", type=int,
+                           help=f"negatives per positive, without --shared_negatives (default: {cls.NEGATIVES})")
         group.add_argument("--pretrained_gmf", type=path, help="NeuMF from this GMF (or MF) checkpoint and --pretrained_mlp")
         group.add_argument("--pretrained_mlp", type=path, help="NeuMF from this MLP checkpoint and --pretrained_gmf")
         group.add_argument("--alpha", type=float,
@@ -65,6 +72,7 @@ class NeuMFTask(PairsTask):
 
     @classmethod
     def check_args(cls, args, error) -> None:
+        super().check_args(args, error)
         for name in ("factors", "negative_samples"):
             if getattr(args, name) < 1:
                 error(f"--{name} must be at least 1")
@@ -85,6 +93,9 @@ class NeuMFTask(PairsTask):
                               or args.model != "neumf"):
             error("--pretrain trains neumf from scratch in three stages: it needs --checkpoint_dir, and not --resume, "
                   "--init_from or another --model")
+        if args.pretrain and option(args, "loss") == "simplex":
+            error("--pretrain blends a GMF into NeuMF's dot-product GMF branch; --loss simplex trains a cosine GMF: "
+                  "not together")
 
     @classmethod
     def drive(cls, settings, fit):
@@ -110,12 +121,20 @@ class NeuMFTask(PairsTask):
             if gmf["variant"] not in ("gmf", "mf") or mlp["variant"] != "mlp":
                 raise UserError(f"--pretrained_gmf/--pretrained_mlp are a {gmf['variant']} and an {mlp['variant']} "
                                 "checkpoint; expected a gmf (or mf) and an mlp")
+            if gmf.get("similarity", "dot") != "dot":
+                raise UserError(f"--pretrained_gmf {self.args.pretrained_gmf} scores with the {gmf['similarity']} "
+                                "(trained with --loss simplex); NeuMF's GMF branch is a dot product")
             return {"variant": "neumf", "factors": gmf["factors"], "layers": mlp["layers"]}
-        return {"variant": self.args.model, "factors": self.args.factors, "layers": list(self.args.layers)}
+        arch = {"variant": self.args.model, "factors": self.args.factors, "layers": list(self.args.layers)}
+        if option(self.args, "loss") == "simplex" and self.args.model in ("gmf", "mf"):
+            arch["similarity"] = "cosine"  # recorded only when not the dot product, as every earlier checkpoint is
+        return arch
 
     @classmethod
     def build(cls, arch, sizes, dropout):
-        return NeuMF(sizes["users"], sizes["items"], arch["factors"], arch["layers"], dropout, arch["variant"])
+        """An architecture without "similarity" (every checkpoint before it, DLE's state_dicts) is a dot product."""
+        return NeuMF(sizes["users"], sizes["items"], arch["factors"], arch["layers"], dropout, arch["variant"],
+                     arch.get("similarity", "dot"))
 
     @classmethod
     def from_state_dict(cls, state):
@@ -156,15 +175,6 @@ class NeuMFTask(PairsTask):
     @classmethod
     def steps_per_epoch(cls, settings) -> int:
         return MF_STEPS_PER_EPOCH if settings.model == "mf" else STEPS_PER_EPOCH
-
-    def loss(self, net, model, batch, step):
-        """BCE on the logits, plus --l2 on the embedding rows the batch uses (not whole tables, as the
-        regularised MF baselines of Rendle et al. 2020, so rare items are not shrunk every step)."""
-        users, items, labels = batch
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(users, items).float(), labels)
-        if self.args.l2:
-            loss = loss + self.args.l2 * model.embedding_penalty(users, items).float()
-        return loss, {}
 
     # ---- all-items scoring -------------------------------------------------------------------
     @staticmethod

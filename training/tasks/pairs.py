@@ -1,23 +1,31 @@
 """What every family of the pairs layout shares (NeuMF and its variants, or a new pairs family): batches of
-positives with their uniform negatives drawn on the device, -b sized to the data, micro-batches of whole
+positives with their negatives drawn on the device, -b sized to the data, micro-batches of whole
 positives, DLE's sampled evaluation (each series' positive among its sampled negatives) on validation and test,
 and with --eval full|both the chosen model's full-catalogue ranking of each test positive against every item its
 user does not have, with the popularity baseline under the same protocols. A user's own split
 (`etl prepare --test-input`: several test positives per user, no sampled negatives) is ranked against the
 whole catalogue on validation and test alike, and epochs are chosen on validation Recall@K.
 
-A pairs family subclasses `PairsTask` and brings its flags, architecture, model, loss and all-items scoring.
+A pairs family subclasses `PairsTask` and brings its flags, architecture, model and all-items scoring. The
+flags of the loss and its negatives (`--loss`, `--negative_sampler`, `--shared_negatives`, ...) are declared
+here for every pairs family (`PairsTask.add_arguments`, which a family's own extends), and so is the loss:
+`losses.py` on the logits of each positive and its negatives, plus --l2 (a family brings its own `loss` to
+differ).
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
 
 from contract.errors import UserError
 
+from .. import losses
 from ..data.carve import carve_pairs
 from ..data.heldout_pairs import load_heldout_pairs
-from ..data.pairs import TrainStream
+from ..data.negatives import POPULARITY_EXPONENT, SAMPLERS, make_sampler
+from ..data.pairs import SharedBatch, TrainStream
 from ..data.popularity import checked_item_counts
 from ..data.test_series import load_test_series
 from ..ranking import RankingSet, evaluate_ranking, popularity_scores
@@ -36,6 +44,23 @@ KNOWN_MAPPINGS = ("train", "validation", "known")
 # A user's own split: figures at the run's -k, and Recall at the benchmarks' other cutoffs.
 GIVEN_METRICS = ("recall", "ndcg", "hr")
 RECALL_AT = (20, 50)
+# The pairs flags' values where a family's `defaults` (or `variant_defaults`) says nothing: SimpleX's margin and
+# negative weight are its published settings (Mao et al. 2021; reczoo/RecBox's MF-CCL and SimpleX runs on Yelp18:
+# margin 0.9, negative_weight 150 with 800-1000 negatives, the negative term a mean over them).
+PAIRS_DEFAULTS = {"loss": "bce", "negative_sampler": "uniform", "popularity_exponent": POPULARITY_EXPONENT,
+                  "shared_negatives": 0, "temperature": 1.0, "margin": 0.9, "negative_weight": 150.0}
+
+
+def option(settings, name: str):
+    """A pairs flag's value: the run's, or PAIRS_DEFAULTS' for a family that does not declare it."""
+    value = getattr(settings, name, None)
+    return PAIRS_DEFAULTS[name] if value is None else value
+
+
+def scored_per_positive(settings) -> int:
+    """Samples (scored pairs) per positive: itself and the items it is ranked against, its -n negatives or the
+    --shared_negatives draw of its step."""
+    return 1 + (option(settings, "shared_negatives") or settings.negative_samples)
 
 
 def batch_size_for(train_positives: int, negatives: int, steps_per_epoch: int = STEPS_PER_EPOCH) -> int:
@@ -44,11 +69,18 @@ def batch_size_for(train_positives: int, negatives: int, steps_per_epoch: int = 
 
 
 def batch_for(settings, positives: int, world: int, steps_per_epoch: int = STEPS_PER_EPOCH) -> Batch:
-    """-b of `settings` (or, unset, sized to `positives` train positives) as whole positives on each rank."""
-    per_positive = 1 + settings.negative_samples
+    """-b of `settings` (or, unset, sized to `positives` train positives) as whole positives on each rank.
+
+    A sample is a scored (user, item) pair: a positive brings 1 + n of them with -n negatives, and 1 + N with
+    --shared_negatives N (it is scored against the step's N shared items), so -b, its sizing to the data and
+    the throughput count the same thing in both modes. Sized to the data, the batch stays within
+    [MIN_BATCH, MAX_BATCH] samples: with hundreds of shared negatives MAX_BATCH binds first (2**20 / 1001 = 1,047
+    positives a step), so an epoch takes more steps than STEPS_PER_EPOCH on large data, and a step's memory
+    (NeuMF's MLP runs on every scored pair) stays that of DLE's largest batch."""
+    per_positive = scored_per_positive(settings)
     asked, notes = settings.batch_size, ()
     if asked is None:
-        asked = batch_size_for(positives, settings.negative_samples, steps_per_epoch)
+        asked = batch_size_for(positives, per_positive - 1, steps_per_epoch)
     per_rank = asked // (world * per_positive)
     if per_rank < 1:
         raise UserError(f"-b {asked} is too small for {world} ranks x {per_positive} samples per positive")
@@ -75,6 +107,62 @@ class PairsTask(Task):
     def steps_per_epoch(cls, settings) -> int:
         """About how many optimizer steps an epoch takes when -b is sized to the data."""
         return STEPS_PER_EPOCH
+
+    # ---- flags -------------------------------------------------------------------------------
+    @classmethod
+    def default_text(cls, name: str) -> str:
+        """'(default: X)', or '(default: X; Y for VARIANT)', from the family's `defaults` and `variant_defaults`."""
+        own = [f"{chosen[name]} for {variant}" for variant, chosen in cls.variant_defaults.items() if name in chosen]
+        return f"(default: {getattr(cls, 'defaults', {}).get(name, PAIRS_DEFAULTS[name])}" + "".join(f"; {o}" for o in own) + ")"
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        """The loss and its negatives, for every pairs family: a family's own add_arguments calls this first.
+        A second pairs family shares the flags the first declared (argparse takes a flag once)."""
+        def add(flag: str, **kwargs) -> None:
+            declared = group._option_string_actions.get(flag)
+            if declared is not None:  # another pairs family's group holds it: this family takes it too
+                group._group_actions.append(declared)
+            else:
+                text = kwargs.pop("help")
+                group.add_argument(flag, **kwargs, help=f"{text} {cls.default_text(flag[2:])}")
+
+        add("--loss", choices=tuple(losses.LOSSES),
+            help="bce: cross-entropy of each scored pair (DLE); bpr: -log sigmoid(positive - negative), mean over "
+                 "each positive's negatives (Rendle et al. 2009); softmax: sampled softmax of each positive against "
+                 "its negatives, logits - log q(item) for the sampler's q (Yi et al. 2019); simplex: SimpleX's cosine "
+                 "contrastive loss (Mao et al. 2021): mf and gmf then score with the cosine of user and item vectors "
+                 "(recorded in the checkpoint; evaluation and serving score the same), mlp and neumf take it on "
+                 "tanh(logit), which ranks as the logit does")
+        add("--negative_sampler", choices=SAMPLERS,
+            help="negatives drawn on the device: uniform over the items (DLE), or popularity: in proportion to train "
+                 "positives ** --popularity_exponent (--loss softmax corrects for it with log q; the other losses "
+                 "simply see harder negatives)")
+        add("--popularity_exponent", type=float, help="of the train counts, for --negative_sampler popularity")
+        add("--shared_negatives", type=int, metavar="N",
+            help="N > 0: one draw of N negatives per step, shared by every positive of the step and scored as a "
+                 "matrix product (-n unused; -b counts 1 + N samples per positive); 0: -n negatives of each "
+                 "positive's own")
+        add("--temperature", type=float, help="--loss softmax: the scores are divided by it")
+        add("--margin", type=float, help="--loss simplex: a negative whose similarity is below it costs nothing")
+        add("--negative_weight", type=float,
+            help="--loss simplex: weight of the mean over negatives (SimpleX's with 800-1000 negatives)")
+
+    @classmethod
+    def check_args(cls, args, error) -> None:
+        """Refuse values of the loss's flags that cannot work (a family's own check_args calls this)."""
+        if option(args, "shared_negatives") < 0:
+            error("--shared_negatives must not be negative (0: -n negatives per positive)")
+        if not option(args, "popularity_exponent") > 0:
+            error("--popularity_exponent must be positive")
+        if not option(args, "temperature") > 0:
+            error("--temperature must be positive")
+        if option(args, "temperature") != 1 and option(args, "loss") != "softmax":
+            error(f"--temperature divides the scores of --loss softmax; this run's loss is {option(args, 'loss')}")
+        if not -1 <= option(args, "margin") < 1:
+            error("--margin is a cosine similarity: in [-1, 1)")
+        if option(args, "negative_weight") < 0:
+            error("--negative_weight must not be negative")
 
     def __init__(self, args, spec, runtime, say):
         super().__init__(args, spec, runtime, say)
@@ -110,16 +198,69 @@ class PairsTask(Task):
         positives = int(checked_item_counts(spec).sum()) if settings.batch_size is None else 0
         return batch_for(settings, positives, world, cls.steps_per_epoch(settings))
 
+    @functools.cached_property
+    def sampler(self):
+        """The negative sampler (--negative_sampler) over this data's items, on the device."""
+        return make_sampler(option(self.args, "negative_sampler"), self.counts, option(self.args, "popularity_exponent"))
+
     def stream(self, per_rank: int) -> TrainStream:
-        return TrainStream(self.spec, per_rank, self.args.negative_samples, self.runtime, self.args.seed)
+        return TrainStream(self.spec, per_rank, self.args.negative_samples, self.runtime, self.args.seed,
+                           self.sampler, option(self.args, "shared_negatives"))
+
+    def loss(self, net, model, batch, step):
+        """--loss on the logits of each positive and its negatives (`losses.py`), plus --l2 on the embedding rows
+        the batch uses (not whole tables, as the regularised MF baselines of Rendle et al. 2020, so rare items
+        are not shrunk every step).
+
+        A batch is (users (P,), items (1 + n, P), labels) with -n negatives per positive, or a SharedBatch
+        (users, items (P,), negatives (N,)): scored by one forward call either way, as (P, 1 + n) or (P, 1 + N)
+        logits, column 0 the positive. softmax subtracts the sampler's log q of each column's item; simplex
+        takes the model's cosine where it scores with one (`model.similarity`), else tanh(logit)."""
+        name = option(self.args, "loss")
+        if isinstance(batch, SharedBatch):
+            users, items, negatives = batch
+            scores, labels = net(users, items, negatives).float(), None
+            columns = (items[:, None], negatives[None, :])  # each score's item: positive, then the shared ones
+            penalty = (users, items, negatives)
+        else:
+            users, items, labels = batch
+            scores, labels = net(users, items).float().T, labels.T
+            columns = (items[:1].T, items[1:].T)
+            penalty = (users, items)
+        if name == "bce":
+            value = losses.bce(scores, labels)
+        elif name == "bpr":
+            value = losses.bpr(scores)
+        else:
+            positive, negative = columns
+            valid = negative != positive  # a negative that is the positive's own item is left out
+            if name == "softmax":
+                log_q = self.sampler.log_q
+                value = losses.sampled_softmax(
+                    scores, torch.cat([log_q[positive], log_q[negative].expand(len(scores), -1)], dim=1), valid,
+                    option(self.args, "temperature"))
+            else:
+                similarity = scores if getattr(model, "similarity", "dot") == "cosine" else torch.tanh(scores)
+                value = losses.cosine_contrastive(similarity, option(self.args, "margin"),
+                                                  option(self.args, "negative_weight"), valid)
+        if self.args.l2:
+            value = value + self.args.l2 * model.embedding_penalty(*penalty).float()
+        return value, {}
 
     def micro_batches(self, batch, n: int):
-        """Whole columns (a positive and its negatives), each slice weighted by its share of the samples."""
+        """Whole columns (a positive and its negatives), each slice weighted by its share of the samples; with
+        shared negatives, slices of the positives, each with all the shared negatives."""
+        if isinstance(batch, SharedBatch):
+            users, items, negatives = batch
+            return [(SharedBatch(u, i, negatives), len(u) / len(users)) for u, i in zip(users.chunk(n), items.chunk(n))]
         users, items, labels = batch
         return [((u, i, y), y.numel() / labels.numel())
                 for u, i, y in zip(users.chunk(n), items.chunk(n, dim=-1), labels.chunk(n, dim=-1))]
 
     def batch_units(self, batch) -> int:
+        """Scored pairs: 1 + n per positive, or 1 + N with shared negatives."""
+        if isinstance(batch, SharedBatch):
+            return len(batch.users) * (1 + len(batch.negatives))
         return batch[2].numel()
 
     # ---- evaluation --------------------------------------------------------------------------
