@@ -258,9 +258,33 @@ def compare_section(p) -> list[str]:
     return lines
 
 
+def full_ranking_section(p) -> list[str]:
+    k = p["k"]
+    lines = ["## A user's own split, full ranking on real data (`bench/full_ranking.py`)", _machine(p), "",
+             "Seeded per-user random splits of real MovieLens written as given files (`python -m bench.given_split`), "
+             f"then `etl prepare --test-input`, the default run `python -m training --data D -k {k}`, and "
+             f"`python -m training.compare -k {k} 50` (every family with its defaults, EASE, TopPop; the pick on "
+             f"validation Recall@{k}). Recall@K is over all of a user's test items (NGCF/LightGCN/SimpleX); every "
+             "figure is the test figure of the model chosen on validation. Seconds are end to end.", ""]
+    for run in p["data"]:
+        d, c = run["default_run"], run["compare"]
+        pick = (c.get("pick") or {}).get("model")
+        lines += [f"**{run['name']}**: {run['users']:,} users, {run['items']:,} items, {run['train_rows']:,} train and "
+                  f"{run['test_rows']:,} test pairs; ETL {run['etl_seconds']:.0f} s, the default run "
+                  f"(`{d['model']}`) {d['seconds']:.0f} s, compare {c['seconds']:.0f} s.", ""]
+        rows = [(f"default run: {d['model']}", f"{d['best_valid_recall']:.4f}", f"{d['best_recall']:.4f}",
+                 f"{d['best_ndcg']:.4f}", f"{d['best_recall@50']:.4f}" if d.get("best_recall@50") else "",
+                 f"{d['seconds']:.0f}")]
+        rows += [(model + (" (pick)" if model == pick else ""), f"{r.get(f'validation_recall@{k}', float('nan')):.4f}",
+                  f"{r[f'recall@{k}']:.4f}", f"{r[f'ndcg@{k}']:.4f}", f"{r['recall@50']:.4f}", f"{r['seconds']:.0f}")
+                 for model, r in c["models"].items()]
+        lines += _table(["model", f"valid Recall@{k}", f"Recall@{k}", f"NDCG@{k}", "Recall@50", "seconds"], rows)
+    return lines
+
+
 SECTIONS = {"etl": etl_section, "train": train_section, "inference": inference_section, "loader": loader_section,
             "scale": scale_section, "accuracy": accuracy_section, "accuracy-real": accuracy_real_section,
-            "serving": serving_section, "vae": vae_section, "compare": compare_section}
+            "serving": serving_section, "vae": vae_section, "compare": compare_section, "full_ranking": full_ranking_section}
 
 
 def write():
